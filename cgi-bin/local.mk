@@ -1,0 +1,12 @@
+# The FastCGI program that serves the REST API.
+sbin_PROGRAMS += cgi-bin/capsule-gateway.fcgi
+cgi_bin_capsule_gateway_fcgi_SOURCES = \
+	cgi-bin/main.c \
+	cgi-bin/request.c cgi-bin/request.h \
+	cgi-bin/router.c cgi-bin/router.h \
+	cgi-bin/handlers.h \
+	cgi-bin/activity.c \
+	cgi-bin/health.c \
+	cgi-bin/ws_token.c
+cgi_bin_capsule_gateway_fcgi_CFLAGS = $(AM_CFLAGS) $(CG_LIB_CFLAGS) $(FCGI_CFLAGS)
+cgi_bin_capsule_gateway_fcgi_LDADD = lib/libcapsule.la $(CG_LIB_LIBS) $(FCGI_LIBS)

@@ -1,0 +1,77 @@
+/* cg_config: the configuration of every program, from one table of keys.
+ *
+ * Sources, later ones winning: built-in defaults, the config file
+ * (`key = value`, `#` comments, keys in lower case), then environment
+ * variables of the same name in upper case. Every key is declared once in
+ * the table in cg_config.c (name, type, default, bounds, which programs
+ * require it); every error message names the key. */
+#ifndef CG_CONFIG_H
+#define CG_CONFIG_H
+
+#include <stddef.h>
+
+/* Which program is loading: decides which keys are required. */
+typedef enum {
+	CG_PROG_CGI = 1 << 0,
+	CG_PROG_WSD = 1 << 1,
+	CG_PROG_PUSHD = 1 << 2,
+	CG_PROG_MIGRATE = 1 << 3,
+	CG_PROG_TEST = 1 << 4, /* nothing required */
+} cg_prog;
+
+typedef struct cg_config {
+	/* connections */
+	char *database_url;       /* DATABASE_URL (libpq URI) */
+	char *redis_url;          /* REDIS_URL: redis://[:pw@]host:port/db or unix:///path */
+	/* WebSocket tokens */
+	char *ws_jwt_secret;      /* WS_JWT_SECRET (HS256), >= 16 bytes */
+	long ws_token_ttl;        /* WS_TOKEN_TTL seconds, default 3600 */
+	char *ws_jwt_issuer;      /* WS_JWT_ISSUER, default "capsule-gateway" */
+	/* ws-daemon */
+	char *host;               /* HOST, default 127.0.0.1 */
+	long port;                /* PORT, default 8081 */
+	long ws_ping_interval;    /* WS_PING_INTERVAL seconds, default 30 */
+	long ws_pong_timeout;     /* WS_PONG_TIMEOUT seconds, default 60 */
+	long ws_auth_timeout;     /* WS_AUTH_TIMEOUT seconds, default 10 */
+	long ws_max_message;      /* WS_MAX_MESSAGE bytes, default 1 MiB */
+	long ws_send_queue_max;   /* WS_SEND_QUEUE_MAX messages per connection, default 1024 */
+	char *instance_id;        /* INSTANCE_ID, default "<hostname>-<pid>" when empty */
+	/* APNs */
+	char *apns_team_id;       /* APNS_TEAM_ID (10 chars) */
+	char *apns_key_id;        /* APNS_KEY_ID (10 chars) */
+	char *apns_key_path;      /* APNS_KEY_PATH: .p8 (PEM PKCS#8 P-256) */
+	char *apns_bundle_id;     /* APNS_BUNDLE_ID */
+	int apns_use_sandbox;     /* APNS_USE_SANDBOX (bool), default false */
+	char *apns_url;           /* APNS_URL: overrides Apple's host (tests, proxies) */
+	char *apns_ca_file;       /* APNS_CA_FILE: extra CA to trust */
+	long apns_max_connections;/* APNS_MAX_CONNECTIONS, default 2 */
+	long apns_timeout_ms;     /* APNS_TIMEOUT_MS per request, default 10000 */
+	/* REST */
+	long max_body_bytes;      /* MAX_BODY_BYTES, default 1 MiB */
+	long cache_ttl;           /* CACHE_TTL seconds for cached activities, default 300 */
+	/* events */
+	char *event_stream;       /* EVENT_STREAM Redis stream key, default "cg:events" */
+	long event_stream_maxlen; /* EVENT_STREAM_MAXLEN (approximate), default 1000000 */
+	char *push_group;         /* PUSH_GROUP consumer group, default "capsule-pushd" */
+	char *default_tenant;     /* DEFAULT_TENANT, default "default" */
+	/* logging */
+	char *log_level;          /* LOG_LEVEL: debug|info|warn|error, default info */
+} cg_config;
+
+/* Fills `cfg` with defaults, then the file at `path` (NULL: no file; a path
+ * that does not exist is an error), then the environment, then checks bounds
+ * and the keys `prog` requires. On failure writes a message naming the key
+ * (and file:line) into `err` and returns -1; `cfg` must still be freed. */
+int cg_config_load(cg_config *cfg, const char *path, cg_prog prog, char *err, size_t errlen);
+
+/* The config path a program uses when none is given: $CAPSULE_CONFIG if set,
+ * else SYSCONFDIR/capsule-gateway.conf if that file exists, else NULL. */
+const char *cg_config_default_path(void);
+
+/* Frees every string in `cfg` (the struct itself belongs to the caller). */
+void cg_config_free(cg_config *cfg);
+
+/* True (1) when the APNs key, key id, team id and bundle id are all set. */
+int cg_config_apns_configured(const cg_config *cfg);
+
+#endif

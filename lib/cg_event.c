@@ -1,0 +1,285 @@
+/* cg_event: event type registry, outbox rows, Redis stream entries, WebSocket messages. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg_event.h"
+#include "cg_json.h"
+#include "cg_log.h"
+
+/* The one table of event types. Adding a type is adding a row here. */
+static const cg_event_type event_types[] = {
+	{ "activity.created", "activity_created", "activity", CG_EV_WS | CG_EV_PUSH },
+	{ "activity.updated", "activity_updated", "activity", CG_EV_WS | CG_EV_PUSH },
+	{ "action.taken", "action_taken", "action", CG_EV_WS },
+	{ "api.deployed", "api_deployed", "data", CG_EV_WS },
+	{ "api.undeployed", "api_undeployed", "data", CG_EV_WS },
+	{ "gateway.config.updated", "gateway_config_updated", "data", CG_EV_WS },
+};
+
+/* Fields of a stream entry, in XADD order. "data" is last and is JSON. */
+static const char *const stream_fields[] = {
+	"event_id", "type", "tenant", "user_id", "capsule_id", "version", "created_at", "data",
+};
+#define N_STREAM_FIELDS (sizeof(stream_fields) / sizeof(stream_fields[0]))
+
+/* Largest event payload accepted back from the stream (1 MiB + envelope). */
+#define EVENT_DATA_MAX (1024 * 1024 + 4096)
+#define EVENT_DATA_DEPTH 64
+
+/* The event object as PostgreSQL builds it from an events row `e`: every
+ * reader (the writer's RETURNING and the relay) uses this one expression. */
+#define EVENT_JSON_SQL \
+	"json_build_object('event_id', e.event_id::text, 'type', e.type, 'tenant', e.tenant_id," \
+	" 'user_id', coalesce(e.user_id, ''), 'capsule_id', coalesce(e.capsule_id, '')," \
+	" 'version', e.version," \
+	" 'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
+	" 'data', e.payload)::text"
+
+const cg_event_type *cg_event_type_find(const char *name)
+{
+	size_t i;
+
+	if (name == NULL)
+		return NULL;
+	for (i = 0; i < sizeof(event_types) / sizeof(event_types[0]); i++)
+		if (strcmp(event_types[i].name, name) == 0)
+			return &event_types[i];
+	return NULL;
+}
+
+const char *cg_event_str(json_object *ev, const char *key)
+{
+	json_object *v;
+
+	if (ev == NULL || !json_object_object_get_ex(ev, key, &v) || !json_object_is_type(v, json_type_string))
+		return "";
+	return json_object_get_string(v);
+}
+
+long long cg_event_int(json_object *ev, const char *key)
+{
+	json_object *v;
+
+	if (ev == NULL || !json_object_object_get_ex(ev, key, &v) || !json_object_is_type(v, json_type_int))
+		return 0;
+	return (long long)json_object_get_int64(v);
+}
+
+/* Parses the event JSON text PostgreSQL returned. */
+static json_object *event_from_text(const char *text)
+{
+	char err[128];
+	json_object *ev = cg_json_parse_object(text, strlen(text), EVENT_DATA_DEPTH, err, sizeof err);
+
+	if (ev == NULL)
+		cg_log_error("event from database is not JSON: %s", err);
+	return ev;
+}
+
+int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char *capsule_id,
+		    const char *user_id, long long version, const char *payload_json,
+		    json_object **event)
+{
+	static const char sql[] =
+		"INSERT INTO events AS e (tenant_id, type, capsule_id, user_id, version, payload)"
+		" VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING " EVENT_JSON_SQL;
+	char vbuf[24];
+	const char *params[6];
+	PGresult *res = NULL;
+	int rc;
+
+	*event = NULL;
+	if (cg_event_type_find(type) == NULL) {
+		cg_log_error("refusing to write unregistered event type %s", type);
+		return CG_DB_ESQL;
+	}
+	snprintf(vbuf, sizeof vbuf, "%lld", version);
+	params[0] = tenant;
+	params[1] = type;
+	params[2] = capsule_id;
+	params[3] = user_id;
+	params[4] = vbuf;
+	params[5] = payload_json;
+	rc = cg_db_exec(db, &res, sql, 6, params);
+	if (rc != CG_DB_OK)
+		goto out;
+	if (PQntuples(res) != 1) {
+		rc = CG_DB_ESQL;
+		goto out;
+	}
+	*event = event_from_text(PQgetvalue(res, 0, 0));
+	if (*event == NULL)
+		rc = CG_DB_ESQL;
+out:
+	if (res != NULL)
+		PQclear(res);
+	return rc;
+}
+
+int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *id_out, size_t idlen)
+{
+	const char *values[N_STREAM_FIELDS];
+	char vbuf[24];
+	json_object *data;
+	size_t i;
+
+	for (i = 0; i < N_STREAM_FIELDS - 2; i++)
+		values[i] = cg_event_str(ev, stream_fields[i]);
+	snprintf(vbuf, sizeof vbuf, "%lld", cg_event_int(ev, "version"));
+	values[5] = vbuf;
+	values[6] = cg_event_str(ev, "created_at");
+	if (!json_object_object_get_ex(ev, "data", &data))
+		data = NULL;
+	values[7] = data != NULL ? cg_json_compact(data) : "{}";
+	return cg_redis_xadd(r, cfg->event_stream, cfg->event_stream_maxlen, (int)N_STREAM_FIELDS,
+			     stream_fields, values, id_out, idlen);
+}
+
+int cg_event_mark_published(cg_db *db, const char *event_id, const char *stream_id)
+{
+	const char *params[2] = { event_id, stream_id };
+
+	return cg_db_exec(db, NULL,
+			  "UPDATE events SET published_at = now(), stream_id = $2"
+			  " WHERE event_id = $1::uuid AND published_at IS NULL",
+			  2, params);
+}
+
+int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, int max)
+{
+	static const char sql[] =
+		"SELECT e.id, " EVENT_JSON_SQL " FROM events e"
+		" WHERE e.published_at IS NULL AND e.created_at < now() - make_interval(secs => $1)"
+		" ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED";
+	char agebuf[16], maxbuf[16], sid[64];
+	const char *params[2] = { agebuf, maxbuf };
+	PGresult *res = NULL;
+	int rc, i, n, published = 0, pub_rc = CG_REDIS_OK;
+
+	snprintf(agebuf, sizeof agebuf, "%d", min_age_s);
+	snprintf(maxbuf, sizeof maxbuf, "%d", max);
+	rc = cg_db_begin(db);
+	if (rc != CG_DB_OK)
+		return rc;
+	rc = cg_db_exec(db, &res, sql, 2, params);
+	if (rc != CG_DB_OK)
+		goto fail;
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		const char *uparams[2];
+		json_object *ev = event_from_text(PQgetvalue(res, i, 1));
+
+		if (ev == NULL)
+			continue;
+		pub_rc = cg_event_publish(r, cfg, ev, sid, sizeof sid);
+		if (pub_rc == CG_REDIS_OK)
+			cg_log_info("relay published event %s as %s", cg_event_str(ev, "event_id"), sid);
+		json_object_put(ev);
+		if (pub_rc != CG_REDIS_OK)
+			break;
+		uparams[0] = PQgetvalue(res, i, 0);
+		uparams[1] = sid;
+		rc = cg_db_exec(db, NULL, "UPDATE events SET published_at = now(), stream_id = $2 WHERE id = $1",
+				2, uparams);
+		if (rc != CG_DB_OK)
+			goto fail; /* published but unmarked: republished later (at least once) */
+		published++;
+	}
+	PQclear(res);
+	res = NULL;
+	rc = cg_db_commit(db);
+	if (rc != CG_DB_OK)
+		return rc;
+	return published == 0 && pub_rc != CG_REDIS_OK ? pub_rc : published;
+fail:
+	if (res != NULL)
+		PQclear(res);
+	cg_db_rollback(db);
+	return rc;
+}
+
+json_object *cg_event_from_stream_entry(const redisReply *entry)
+{
+	const redisReply *fields;
+	json_object *ev = NULL, *data = NULL;
+	char err[128];
+	size_t i;
+
+	if (entry == NULL || entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
+	    entry->element[0]->type != REDIS_REPLY_STRING ||
+	    entry->element[1]->type != REDIS_REPLY_ARRAY || entry->element[1]->elements % 2 != 0)
+		return NULL;
+	fields = entry->element[1];
+	ev = json_object_new_object();
+	if (ev == NULL)
+		return NULL;
+	cg_json_add_string(ev, "stream_id", entry->element[0]->str);
+	for (i = 0; i + 1 < fields->elements; i += 2) {
+		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+			goto bad;
+		if (strcmp(k->str, "data") == 0) {
+			if (v->len > EVENT_DATA_MAX || data != NULL)
+				goto bad;
+			data = cg_json_parse(v->str, v->len, EVENT_DATA_DEPTH, err, sizeof err);
+			if (data == NULL)
+				goto bad;
+		} else if (strcmp(k->str, "version") == 0) {
+			cg_json_add_int64(ev, "version", strtoll(v->str, NULL, 10));
+		} else {
+			size_t j;
+
+			for (j = 0; j < N_STREAM_FIELDS; j++)
+				if (strcmp(k->str, stream_fields[j]) == 0)
+					cg_json_add_string(ev, k->str, v->str);
+		}
+	}
+	if (*cg_event_str(ev, "event_id") == '\0' || *cg_event_str(ev, "type") == '\0' ||
+	    *cg_event_str(ev, "tenant") == '\0')
+		goto bad;
+	json_object_object_add(ev, "data", data != NULL ? data : json_object_new_object());
+	return ev;
+bad:
+	cg_log_warn("malformed stream entry %s skipped", entry->element[0]->str);
+	json_object_put(data);
+	json_object_put(ev);
+	return NULL;
+}
+
+json_object *cg_event_ws_message(json_object *ev)
+{
+	const cg_event_type *t = cg_event_type_find(cg_event_str(ev, "type"));
+	json_object *msg, *data;
+
+	if (t == NULL || !(t->flags & CG_EV_WS))
+		return NULL;
+	msg = json_object_new_object();
+	if (msg == NULL)
+		return NULL;
+	cg_json_add_string(msg, "type", t->ws_type);
+	if (json_object_object_get_ex(ev, "data", &data))
+		json_object_object_add(msg, t->data_key, json_object_get(data));
+	cg_json_add_string(msg, "event_id", cg_event_str(ev, "event_id"));
+	cg_json_add_string(msg, "event_type", t->name);
+	cg_json_add_int64(msg, "version", cg_event_int(ev, "version"));
+	if (*cg_event_str(ev, "stream_id") != '\0')
+		cg_json_add_string(msg, "stream_id", cg_event_str(ev, "stream_id"));
+	return msg;
+}
+
+int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id, const char *role)
+{
+	const char *audience = cg_event_str(ev, "user_id");
+
+	if (tenant == NULL || strcmp(cg_event_str(ev, "tenant"), tenant) != 0)
+		return 0;
+	if (*audience == '\0')
+		return 1;
+	if (user_id != NULL && strcmp(audience, user_id) == 0)
+		return 1;
+	return role != NULL && (strcmp(role, "operator") == 0 || strcmp(role, "admin") == 0);
+}

@@ -1,0 +1,85 @@
+/* cg_event: events as they travel: the registry of event types, the outbox
+ * row -> Redis stream entry -> WebSocket message / push job mapping, who may
+ * see an event, and the relay that publishes committed events that a crashed
+ * process did not publish.
+ *
+ * An event is a json-c object with these members (all strings unless noted):
+ *   event_id   uuid, unique
+ *   type       registered type, e.g. "activity.created"
+ *   tenant     tenant id
+ *   user_id    audience user; "" means every user of the tenant
+ *   capsule_id the activity it concerns ("" when none)
+ *   version    (int) the activity version after this change
+ *   created_at RFC 3339
+ *   data       (object) the payload, e.g. the whole activity
+ *   stream_id  set once read back from the Redis stream */
+#ifndef CG_EVENT_H
+#define CG_EVENT_H
+
+#include <stddef.h>
+#include <json-c/json.h>
+#include <hiredis/hiredis.h>
+#include "cg_config.h"
+#include "cg_db.h"
+#include "cg_redis.h"
+
+/* Audience and transports of a type. */
+enum {
+	CG_EV_WS = 1 << 0,   /* sent to WebSocket clients */
+	CG_EV_PUSH = 1 << 1, /* sent to devices by push-daemon */
+};
+
+typedef struct cg_event_type {
+	const char *name;       /* "activity.created" */
+	const char *ws_type;    /* WebSocket message type: "activity_created" */
+	const char *data_key;   /* member of the WS message holding data: "activity" */
+	unsigned flags;
+} cg_event_type;
+
+/* Looks a type up in the registry; NULL when unknown. */
+const cg_event_type *cg_event_type_find(const char *name);
+
+/* Writes an outbox event row inside the caller's open transaction: type
+ * `type` (must be registered), for `capsule_id` (may be NULL), audience
+ * `user_id` (NULL = tenant-wide), activity `version`, `payload_json` (a JSON
+ * object text). On success returns 0 and *event (the event object above,
+ * caller puts it); else a CG_DB_* code (-EINVAL style CG_DB_ESQL for an
+ * unknown type). */
+int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char *capsule_id,
+		    const char *user_id, long long version, const char *payload_json,
+		    json_object **event);
+
+/* Publishes `ev` to the event stream (XADD with fields event_id, type,
+ * tenant, user_id, capsule_id, version, created_at, data). On success writes
+ * the stream id into id_out (>= 32 bytes) and returns 0; else a CG_REDIS_*
+ * code. */
+int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *id_out, size_t idlen);
+
+/* Records in PostgreSQL that event `event_id` reached the stream. */
+int cg_event_mark_published(cg_db *db, const char *event_id, const char *stream_id);
+
+/* Publishes committed events not yet marked published and older than
+ * `min_age_s` seconds, oldest first, at most `max` of them. Returns the
+ * number published (>= 0) or a negative CG_DB_ or CG_REDIS_ code. */
+int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, int max);
+
+/* Builds the event object from one stream entry (reply of type ARRAY:
+ * [id, [field, value, ...]]). Returns a new object or NULL when the entry
+ * is malformed (unknown fields are ignored; `data` must be JSON). */
+json_object *cg_event_from_stream_entry(const redisReply *entry);
+
+/* The WebSocket message for `ev`, e.g.
+ * {"type":"activity_created","activity":{...},"event_id":"...","version":1,"stream_id":"..."}.
+ * Returns a new object or NULL when the type is not sent over WebSocket. */
+json_object *cg_event_ws_message(json_object *ev);
+
+/* 1 when a connection of user `user_id` in `tenant` with `role` may see `ev`:
+ * same tenant, and the event is tenant-wide, addressed to that user, or the
+ * role is "operator"/"admin". */
+int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id, const char *role);
+
+/* Convenience getters (return "" / 0 when absent). */
+const char *cg_event_str(json_object *ev, const char *key);
+long long cg_event_int(json_object *ev, const char *key);
+
+#endif

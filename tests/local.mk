@@ -1,0 +1,71 @@
+# Tests: unit tests (C, TAP), test tools (fake APNs, WebSocket client) and the
+# integration suite that starts real servers on 127.0.0.1.
+TEST_EXTENSIONS = .sh
+LOG_DRIVER = env AM_TAP_AWK='$(AWK)' $(SHELL) $(top_srcdir)/build-aux/tap-driver.sh
+SH_LOG_DRIVER = $(LOG_DRIVER)
+SH_LOG_COMPILER = $(SHELL)
+AM_TESTS_ENVIRONMENT = \
+	top_srcdir='$(abs_top_srcdir)'; top_builddir='$(abs_top_builddir)'; \
+	export top_srcdir top_builddir;
+
+CG_TEST_CFLAGS = $(AM_CFLAGS) $(CG_LIB_CFLAGS) -I$(top_srcdir)/tests/unit
+CG_TEST_LDADD = lib/libcapsule.la $(CG_LIB_LIBS)
+
+CG_UNIT_TESTS = \
+	tests/unit/test_config \
+	tests/unit/test_log \
+	tests/unit/test_json \
+	tests/unit/test_util \
+	tests/unit/test_jwt \
+	tests/unit/test_activity \
+	tests/unit/test_event \
+	tests/unit/test_db \
+	tests/unit/test_redis \
+	tests/unit/test_apns_payload
+check_PROGRAMS += $(CG_UNIT_TESTS)
+TESTS += $(CG_UNIT_TESTS)
+
+tests_unit_test_config_SOURCES = tests/unit/test_config.c tests/unit/tap.h
+tests_unit_test_config_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_config_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_log_SOURCES = tests/unit/test_log.c tests/unit/tap.h
+tests_unit_test_log_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_log_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_json_SOURCES = tests/unit/test_json.c tests/unit/tap.h
+tests_unit_test_json_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_json_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_util_SOURCES = tests/unit/test_util.c tests/unit/tap.h
+tests_unit_test_util_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_util_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_jwt_SOURCES = tests/unit/test_jwt.c tests/unit/tap.h
+tests_unit_test_jwt_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_jwt_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_activity_SOURCES = tests/unit/test_activity.c tests/unit/tap.h
+tests_unit_test_activity_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_activity_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_event_SOURCES = tests/unit/test_event.c tests/unit/tap.h
+tests_unit_test_event_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_event_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_db_SOURCES = tests/unit/test_db.c tests/unit/tap.h
+tests_unit_test_db_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_db_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_redis_SOURCES = tests/unit/test_redis.c tests/unit/tap.h
+tests_unit_test_redis_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_redis_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_apns_payload_SOURCES = tests/unit/test_apns_payload.c tests/unit/tap.h \
+	push-daemon/apns_payload.c push-daemon/apns_payload.h
+tests_unit_test_apns_payload_CFLAGS = $(CG_TEST_CFLAGS) -I$(top_srcdir)/push-daemon
+tests_unit_test_apns_payload_LDADD = $(CG_TEST_LDADD)
+
+# Test tools: local stand-ins for the outside world.
+check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client
+tests_tools_fake_apns_SOURCES = tests/tools/fake-apns.c
+tests_tools_fake_apns_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JSONC_CFLAGS)
+tests_tools_fake_apns_LDADD = $(OPENSSL_LIBS) $(NGHTTP2_LIBS) $(JSONC_LIBS)
+tests_tools_ws_client_SOURCES = tests/tools/ws-client.c
+tests_tools_ws_client_CFLAGS = $(AM_CFLAGS) $(LWS_CFLAGS)
+tests_tools_ws_client_LDADD = $(LWS_LIBS)
+
+# Integration: real PostgreSQL, Redis, lighttpd + spawn-fcgi and both daemons.
+TESTS += tests/integration/e2e.sh
+EXTRA_DIST += tests/stack.sh tests/integration/e2e.sh tests/integration/lib.sh
