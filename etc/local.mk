@@ -1,5 +1,12 @@
-# Example configuration, installed as documentation-like data.
+# Example configuration: the gateway's config file and web server snippets.
 examplesdir = $(pkgdatadir)/examples
 dist_examples_DATA = \
 	etc/capsule-gateway.conf.example \
 	etc/lighttpd.conf.example
+# Installed under a flat name next to the other examples.
+install-data-local:
+	$(MKDIR_P) '$(DESTDIR)$(examplesdir)'
+	$(INSTALL_DATA) '$(srcdir)/etc/lighttpd/capsule-gateway.conf' '$(DESTDIR)$(examplesdir)/lighttpd-capsule-gateway.conf'
+uninstall-local:
+	rm -f '$(DESTDIR)$(examplesdir)/lighttpd-capsule-gateway.conf'
+EXTRA_DIST += etc/lighttpd/capsule-gateway.conf

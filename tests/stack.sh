@@ -1,0 +1,294 @@
+# stack.sh: start and stop a whole Capsule Gateway stack on 127.0.0.1 in one folder.
+#
+# Sourced (not run) by ./devstack and by the integration tests, so the local
+# stack and the tested stack are started the same way. Every server binds to
+# 127.0.0.1 only and keeps its data, logs, keys and pid files under
+# $STACK_DIR. Callers set:
+#   STACK_DIR   folder for all state (created if missing)
+#   BUILD_DIR   build tree holding the programs (cgi-bin/capsule-gateway.fcgi, ...)
+#   SRC_DIR     source tree (sql/, etc/)
+# and may preset the ports (PG_PORT, REDIS_PORT, HTTP_PORT, WS_PORT, APNS_PORT);
+# unset ones get a free port. stack_up starts everything; stack_down stops
+# everything recorded in $STACK_DIR/pids.
+
+STACK_APNS_TEAM_ID=${STACK_APNS_TEAM_ID:-TEAM123456}
+STACK_APNS_KEY_ID=${STACK_APNS_KEY_ID:-KEY1234567}
+STACK_APNS_BUNDLE_ID=${STACK_APNS_BUNDLE_ID:-com.example.capsule}
+STACK_FCGI_CHILDREN=${STACK_FCGI_CHILDREN:-2}
+STACK_USED_PORTS=" "
+
+stack_log() { printf '[stack] %s\n' "$*" >&2; }
+stack_die() { printf '[stack] error: %s\n' "$*" >&2; return 1; }
+
+# A TCP port on 127.0.0.1 that nothing listens on (and that this stack has
+# not handed out yet).
+stack_free_port() {
+	local p i
+	for i in $(seq 1 200); do
+		p=$((20000 + RANDOM % 40000))
+		case "$STACK_USED_PORTS" in *" $p "*) continue ;; esac
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			STACK_USED_PORTS="$STACK_USED_PORTS$p "
+			echo "$p"
+			return 0
+		fi
+	done
+	stack_die "no free port found"
+}
+
+# stack_wait_port PORT [SECONDS]: waits until something accepts on PORT.
+stack_wait_port() {
+	local port=$1 secs=${2:-20} i
+	for i in $(seq 1 $((secs * 10))); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	stack_die "nothing listens on 127.0.0.1:$port after ${secs}s"
+}
+
+# Runs a command as the PostgreSQL user when we are root (initdb refuses root).
+stack_as_pg() {
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
+}
+
+stack_pg_bindir() {
+	local d
+	d=$(pg_config --bindir 2>/dev/null)
+	if [ -x "$d/initdb" ]; then echo "$d"; return 0; fi
+	for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+		if [ -x "$d/initdb" ]; then echo "$d"; return 0; fi
+	done
+	stack_die "PostgreSQL server binaries (initdb) not found: apt-get install postgresql"
+}
+
+stack_record_pid() { # name pid
+	mkdir -p "$STACK_DIR/pids"
+	echo "$2" >>"$STACK_DIR/pids/$1.pid"
+}
+
+stack_start_pg() {
+	local bindir
+	bindir=$(stack_pg_bindir) || return 1
+	: "${PG_PORT:=$(stack_free_port)}"
+	mkdir -p "$STACK_DIR/pg"
+	if [ "$(id -u)" = 0 ]; then
+		chmod 755 "$STACK_DIR"
+		chown postgres: "$STACK_DIR/pg"
+	fi
+	if [ ! -f "$STACK_DIR/pg/data/PG_VERSION" ]; then
+		stack_as_pg "$bindir/initdb" -D "$STACK_DIR/pg/data" -A trust -U postgres -E UTF8 \
+			--locale=C.UTF-8 >"$STACK_DIR/pg/initdb.log" 2>&1 ||
+			{ cat "$STACK_DIR/pg/initdb.log" >&2; stack_die "initdb failed"; return 1; }
+	fi
+	stack_as_pg "$bindir/pg_ctl" -D "$STACK_DIR/pg/data" -w -t 30 -l "$STACK_DIR/pg/postgres.log" \
+		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STACK_DIR/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+		start >/dev/null || { cat "$STACK_DIR/pg/postgres.log" >&2; stack_die "PostgreSQL did not start"; return 1; }
+	echo "$bindir" >"$STACK_DIR/pg/bindir"
+	psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<-SQL || return 1
+		SELECT 'CREATE ROLE capsule LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'capsule')\gexec
+		SELECT 'CREATE DATABASE capsule OWNER capsule' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'capsule')\gexec
+	SQL
+	DATABASE_URL="postgresql://capsule@127.0.0.1:$PG_PORT/capsule"
+	export DATABASE_URL
+	stack_log "PostgreSQL on 127.0.0.1:$PG_PORT"
+}
+
+stack_stop_pg() {
+	[ -f "$STACK_DIR/pg/data/postmaster.pid" ] || return 0
+	stack_as_pg "$(cat "$STACK_DIR/pg/bindir")/pg_ctl" -D "$STACK_DIR/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+stack_start_redis() {
+	: "${REDIS_PORT:=$(stack_free_port)}"
+	mkdir -p "$STACK_DIR/redis"
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$STACK_DIR/redis" --logfile "$STACK_DIR/redis/redis.log" \
+		--daemonize yes --pidfile "$STACK_DIR/redis/redis.pid" || return 1
+	stack_wait_port "$REDIS_PORT" || return 1
+	stack_record_pid redis "$(cat "$STACK_DIR/redis/redis.pid")"
+	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+	export REDIS_URL
+	stack_log "Redis on 127.0.0.1:$REDIS_PORT"
+}
+
+# Test keys, made fresh for each stack: an APNs .p8 signing key (and its
+# public half for the fake APNs), and a CA with a server certificate for
+# 127.0.0.1 so the push-daemon talks TLS to the fake as it would to Apple.
+stack_make_keys() {
+	local k="$STACK_DIR/keys"
+	mkdir -p "$k"
+	[ -f "$k/apns.p8" ] && return 0
+	(
+		cd "$k" || exit 1
+		umask 077
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out apns.p8 &&
+		openssl pkey -in apns.p8 -pubout -out apns-pub.pem &&
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+			-subj "/CN=Capsule Gateway test CA" -keyout ca.key -out ca.pem &&
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-subj "/CN=127.0.0.1" -keyout server.key -out server.csr &&
+		printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >server.ext &&
+		openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+			-extfile server.ext -out server.pem
+	) >"$STACK_DIR/keys.log" 2>&1 || { cat "$STACK_DIR/keys.log" >&2; stack_die "making test keys failed"; return 1; }
+	chmod 644 "$k/ca.pem"
+}
+
+stack_start_fake_apns() {
+	: "${APNS_PORT:=$(stack_free_port)}"
+	local bin="$BUILD_DIR/tests/tools/fake-apns"
+	[ -x "$bin" ] || { stack_die "$bin not built"; return 1; }
+	: >"$STACK_DIR/apns-requests.jsonl"
+	: >"$STACK_DIR/apns-script.txt"
+	"$bin" --port "$APNS_PORT" --cert "$STACK_DIR/keys/server.pem" --key "$STACK_DIR/keys/server.key" \
+		--team-id "$STACK_APNS_TEAM_ID" --key-id "$STACK_APNS_KEY_ID" \
+		--auth-key "$STACK_DIR/keys/apns-pub.pem" --bundle-id "$STACK_APNS_BUNDLE_ID" \
+		--log "$STACK_DIR/apns-requests.jsonl" --script "$STACK_DIR/apns-script.txt" \
+		>"$STACK_DIR/fake-apns.log" 2>&1 &
+	stack_record_pid fake-apns $!
+	stack_wait_port "$APNS_PORT" || return 1
+	stack_log "fake APNs on https://127.0.0.1:$APNS_PORT"
+}
+
+# The gateway's config file, shared by the FastCGI program and both daemons.
+stack_write_config() {
+	: "${WS_PORT:=$(stack_free_port)}"
+	local secret
+	if [ -f "$STACK_DIR/ws-secret" ]; then
+		secret=$(cat "$STACK_DIR/ws-secret")
+	else
+		secret=$(openssl rand -hex 32)
+		(umask 077; echo "$secret" >"$STACK_DIR/ws-secret")
+	fi
+	WS_JWT_SECRET=$secret
+	export WS_JWT_SECRET
+	CAPSULE_CONFIG="$STACK_DIR/capsule-gateway.conf"
+	export CAPSULE_CONFIG
+	(umask 077; cat >"$CAPSULE_CONFIG") <<-EOF
+		# Written by tests/stack.sh for a throwaway local stack.
+		database_url = $DATABASE_URL
+		redis_url = $REDIS_URL
+		ws_jwt_secret = $secret
+		host = 127.0.0.1
+		port = $WS_PORT
+		apns_team_id = $STACK_APNS_TEAM_ID
+		apns_key_id = $STACK_APNS_KEY_ID
+		apns_key_path = $STACK_DIR/keys/apns.p8
+		apns_bundle_id = $STACK_APNS_BUNDLE_ID
+		apns_url = https://127.0.0.1:$APNS_PORT
+		apns_ca_file = $STACK_DIR/keys/ca.pem
+		instance_id = ${STACK_INSTANCE_PREFIX:-local}
+		log_level = ${STACK_LOG_LEVEL:-info}
+	EOF
+}
+
+stack_migrate() {
+	"$BUILD_DIR/sql/capsule-migrate" -f "$CAPSULE_CONFIG" -s "$SRC_DIR/sql"
+}
+
+# FastCGI processes under spawn-fcgi on a unix socket, lighttpd in front.
+stack_start_web() {
+	: "${HTTP_PORT:=$(stack_free_port)}"
+	local sock="$STACK_DIR/fcgi.sock" www="$STACK_DIR/www"
+	mkdir -p "$www"
+	rm -f "$sock" "$STACK_DIR/spawn-fcgi.pid"
+	spawn-fcgi -s "$sock" -M 0600 -F "$STACK_FCGI_CHILDREN" -P "$STACK_DIR/spawn-fcgi.pid" \
+		-- ${STACK_FCGI_WRAPPER:-} "$BUILD_DIR/cgi-bin/capsule-gateway.fcgi" -f "$CAPSULE_CONFIG" \
+		>>"$STACK_DIR/spawn-fcgi.log" 2>&1 || { cat "$STACK_DIR/spawn-fcgi.log" >&2; stack_die "spawn-fcgi failed"; return 1; }
+	while read -r pid; do stack_record_pid fcgi "$pid"; done <"$STACK_DIR/spawn-fcgi.pid"
+	cat >"$STACK_DIR/lighttpd.conf" <<-EOF
+		# Written by tests/stack.sh: the shipped snippet etc/lighttpd/capsule-gateway.conf
+		# behind a minimal server on 127.0.0.1.
+		server.document-root = "$www"
+		server.bind = "127.0.0.1"
+		server.port = $HTTP_PORT
+		server.errorlog = "$STACK_DIR/lighttpd-error.log"
+		server.pid-file = "$STACK_DIR/lighttpd.pid"
+		server.modules = ("mod_access", "mod_accesslog", "mod_fastcgi", "mod_proxy")
+		accesslog.filename = "$STACK_DIR/lighttpd-access.log"
+		var.capsule_fcgi_socket = "$sock"
+		var.capsule_ws_host = "127.0.0.1"
+		var.capsule_ws_port = $WS_PORT
+		include "$SRC_DIR/etc/lighttpd/capsule-gateway.conf"
+	EOF
+	lighttpd -tt -f "$STACK_DIR/lighttpd.conf" >/dev/null || { stack_die "lighttpd config check failed"; return 1; }
+	lighttpd -D -f "$STACK_DIR/lighttpd.conf" >>"$STACK_DIR/lighttpd-error.log" 2>&1 &
+	stack_record_pid lighttpd $!
+	stack_wait_port "$HTTP_PORT" || return 1
+	stack_log "lighttpd on http://127.0.0.1:$HTTP_PORT (FastCGI x$STACK_FCGI_CHILDREN)"
+}
+
+stack_start_wsd() {
+	${STACK_DAEMON_WRAPPER:-} "$BUILD_DIR/ws-daemon/capsule-wsd" -d -f "$CAPSULE_CONFIG" \
+		>>"$STACK_DIR/capsule-wsd.log" 2>&1 &
+	stack_record_pid capsule-wsd $!
+	stack_wait_port "$WS_PORT" || return 1
+	stack_log "capsule-wsd on ws://127.0.0.1:$WS_PORT/ws"
+}
+
+stack_start_pushd() {
+	${STACK_DAEMON_WRAPPER:-} "$BUILD_DIR/push-daemon/capsule-pushd" -d -f "$CAPSULE_CONFIG" \
+		>>"$STACK_DIR/capsule-pushd.log" 2>&1 &
+	stack_record_pid capsule-pushd $!
+	stack_log "capsule-pushd started"
+}
+
+# Everything, in dependency order.
+stack_up() {
+	mkdir -p "$STACK_DIR" || return 1
+	stack_start_pg || return 1
+	stack_start_redis || return 1
+	stack_make_keys || return 1
+	stack_start_fake_apns || return 1
+	stack_write_config || return 1
+	stack_migrate >"$STACK_DIR/migrate.log" 2>&1 || { cat "$STACK_DIR/migrate.log" >&2; stack_die "migration failed"; return 1; }
+	stack_start_wsd || return 1
+	stack_start_pushd || return 1
+	stack_start_web || return 1
+	cat >"$STACK_DIR/env" <<-EOF
+		PG_PORT=$PG_PORT
+		REDIS_PORT=$REDIS_PORT
+		HTTP_PORT=$HTTP_PORT
+		WS_PORT=$WS_PORT
+		APNS_PORT=$APNS_PORT
+		DATABASE_URL=$DATABASE_URL
+		REDIS_URL=$REDIS_URL
+		CAPSULE_CONFIG=$CAPSULE_CONFIG
+	EOF
+}
+
+# Stops one recorded service: TERM, then KILL after a grace period.
+stack_stop() { # name
+	local f="$STACK_DIR/pids/$1.pid" pid i alive
+	[ -f "$f" ] || return 0
+	while read -r pid; do
+		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+	done <"$f"
+	for i in $(seq 1 50); do
+		alive=0
+		while read -r pid; do
+			[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1
+		done <"$f"
+		[ "$alive" = 0 ] && break
+		sleep 0.1
+	done
+	while read -r pid; do
+		[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+	done <"$f"
+	rm -f "$f"
+}
+
+stack_down() {
+	local s
+	[ -n "${STACK_DIR:-}" ] && [ -d "$STACK_DIR" ] || return 0
+	for s in lighttpd fcgi capsule-pushd capsule-wsd fake-apns redis; do
+		stack_stop "$s"
+	done
+	stack_stop_pg
+}
