@@ -198,8 +198,11 @@ stack_start_web() {
 	local sock="$STACK_DIR/fcgi.sock" www="$STACK_DIR/www"
 	mkdir -p "$www"
 	rm -f "$sock" "$STACK_DIR/spawn-fcgi.pid"
+	# spawn-fcgi points a forked child's stderr at /dev/null; the sh -c exec
+	# re-opens it on fcgi.log (same pid) so logs and sanitizer reports survive.
 	spawn-fcgi -s "$sock" -M 0600 -F "$STACK_FCGI_CHILDREN" -P "$STACK_DIR/spawn-fcgi.pid" \
-		-- ${STACK_FCGI_WRAPPER:-} "$BUILD_DIR/cgi-bin/capsule-gateway.fcgi" -f "$CAPSULE_CONFIG" \
+		-- /bin/sh -c 'exec "$@" 2>>"$0"' "$STACK_DIR/fcgi.log" \
+		${STACK_FCGI_WRAPPER:-} "$BUILD_DIR/cgi-bin/capsule-gateway.fcgi" -f "$CAPSULE_CONFIG" \
 		>>"$STACK_DIR/spawn-fcgi.log" 2>&1 || { cat "$STACK_DIR/spawn-fcgi.log" >&2; stack_die "spawn-fcgi failed"; return 1; }
 	while read -r pid; do stack_record_pid fcgi "$pid"; done <"$STACK_DIR/spawn-fcgi.pid"
 	cat >"$STACK_DIR/lighttpd.conf" <<-EOF

@@ -245,7 +245,7 @@ for d in capsule-wsd capsule-pushd; do
 done
 stack_stop lighttpd
 stack_stop fcgi
-for log in capsule-wsd capsule-pushd spawn-fcgi lighttpd-error fake-apns; do
+for log in capsule-wsd capsule-pushd fcgi lighttpd-error fake-apns; do
 	if grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$STACK_DIR/$log.log" 2>/dev/null; then
 		t_result 1 "no sanitizer report in $log.log"
 		grep -E -A5 'ERROR: |runtime error:' "$STACK_DIR/$log.log" | head -n 30 | sed 's/^/# /'

@@ -1,0 +1,91 @@
+/* request: one REST request and its response over an FCGX_Request: method,
+ * path, query, headers, request id, capped body reading and the JSON response
+ * helpers (every answer carries the same headers and the error shape of
+ * PROTOCOLS.md).
+ *
+ * Ownership: a cg_req borrows the FCGX_Request and the config for its whole
+ * life; strings it hands out belong to it and live until cg_req_end(). A
+ * request is answered exactly once; later send calls are ignored (and
+ * logged). Not thread-safe: one request per thread at a time. */
+#ifndef CG_REQUEST_H
+#define CG_REQUEST_H
+
+#include <stddef.h>
+#include <fcgiapp.h>
+#include <json-c/json.h>
+
+#include "cg_config.h"
+
+/* Caps: longer paths / query strings are refused with 414 by the router;
+ * more query parameters than CG_QUERY_PARAMS_MAX make the query malformed. */
+#define CG_PATH_MAX 2048
+#define CG_QUERY_MAX 8192
+#define CG_QUERY_PARAMS_MAX 64
+#define CG_REQUEST_ID_MAX 128
+
+typedef struct cg_req cg_req;
+
+/* Starts a request that FCGX_Accept_r() just accepted: reads method, path
+ * (REQUEST_URI without the query; SCRIPT_NAME + PATH_INFO when REQUEST_URI
+ * is absent), query string and request id (the client's X-Request-ID when it
+ * is 1..128 chars of [A-Za-z0-9._:-], else a new uuid), and sets the request
+ * id as the log context. Returns NULL only when memory runs out (the caller
+ * then answers with cg_req_fail_oom()). */
+cg_req *cg_req_begin(FCGX_Request *fx, const cg_config *cfg);
+
+/* Answers 500 when nothing was sent yet, logs one line (method, path,
+ * status, duration), clears the log context and frees `r`. NULL is fine. */
+void cg_req_end(cg_req *r);
+
+/* Last resort when cg_req_begin() failed: a static 500 answer. */
+void cg_req_fail_oom(FCGX_Request *fx);
+
+const char *cg_req_method(const cg_req *r); /* "" when absent */
+const char *cg_req_path(const cg_req *r);   /* raw, still %-encoded, no query */
+const char *cg_req_query_string(const cg_req *r); /* "" when absent */
+const char *cg_req_id(const cg_req *r);
+
+/* A request header by its HTTP name ("Content-Type", "X-Request-ID"), or
+ * NULL when absent (CGI params HTTP_*, CONTENT_TYPE, CONTENT_LENGTH). */
+const char *cg_req_header(const cg_req *r, const char *name);
+
+/* A raw FastCGI parameter, or NULL. */
+const char *cg_req_param(const cg_req *r, const char *name);
+
+/* Query parameter `name`, percent-decoded ('+' is a space). Returns 0 with
+ * *out (owned by r; "" for "?name" or "?name="), 1 when absent, -1 when the
+ * query string is malformed (bad %-escape, NUL, more than
+ * CG_QUERY_PARAMS_MAX parameters). The first of repeated names wins. */
+int cg_req_query(cg_req *r, const char *name, const char **out);
+
+/* Reads the whole body, at most cfg->max_body_bytes: 413 when
+ * CONTENT_LENGTH says more (nothing is read) or when more bytes come; 400
+ * when CONTENT_LENGTH is malformed or the body ends early. Returns 0 with
+ * *body (NUL-terminated, owned by r) and *len, or -1 when the error answer
+ * has already been sent. Safe to call again (returns the same body). */
+int cg_req_body(cg_req *r, const char **body, size_t *len);
+
+/* Adds a response header (e.g. "Allow"). Name and value must not hold CR,
+ * LF or NUL; at most 1 KiB of extra headers. Returns 0 or -1. */
+int cg_req_add_header(cg_req *r, const char *name, const char *value);
+
+/* Sends `obj` (borrowed; the caller still puts it) as the response body
+ * with HTTP `status`. NULL obj sends "{}". */
+void cg_req_send_json(cg_req *r, int status, json_object *obj);
+
+/* Sends the error shape: {"success":false,"error":{"code","message",
+ * "field" (only when field != NULL)},"request_id"}. */
+void cg_req_send_error(cg_req *r, int status, const char *code, const char *message,
+		       const char *field);
+
+/* 1 once a response was sent. */
+int cg_req_answered(const cg_req *r);
+
+/* Percent-decodes `len` bytes of `in` into `out` (room for len + 1 bytes;
+ * the result is NUL-terminated and never longer than the input). With
+ * `plus_space`, '+' decodes to ' ' (query strings). Returns the decoded
+ * length, or -1 on a malformed escape. The result may contain NUL bytes:
+ * callers that need a C string check the length against strlen(). */
+long cg_url_decode(const char *in, size_t len, int plus_space, char *out);
+
+#endif

@@ -1,0 +1,179 @@
+/* router: the REST route table and method/path dispatch. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cg_log.h"
+#include "router.h"
+
+/* The REST API. Several methods of one path are several rows. */
+static const cg_route routes[] = {
+	{ "POST", "/create-activity", cg_handle_create_activity },
+	{ "GET", "/activity/{capsule_id}", cg_handle_get_activity },
+	{ "GET", "/health", cg_handle_health },
+	{ "GET", "/ready", cg_handle_ready },
+	{ "GET", "/ws/token", cg_handle_ws_token },
+};
+
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+typedef struct segments {
+	int n;
+	char *seg[CG_ROUTE_SEGMENTS_MAX]; /* decoded, NUL-terminated */
+} segments;
+
+const char *cg_path_param(const cg_path_params *pp, const char *name)
+{
+	size_t n = strlen(name);
+	int i;
+
+	for (i = 0; i < pp->n; i++) {
+		if (pp->name_len[i] == n && memcmp(pp->name[i], name, n) == 0)
+			return pp->value[i];
+	}
+	return NULL;
+}
+
+/* Splits `buf` (a copy of the path after its leading '/') on '/' and
+ * decodes every segment in place. Returns 0, 1 when there are more segments
+ * than any route has, -1 on a malformed escape or a NUL in a segment. */
+static int split_path(char *buf, segments *s)
+{
+	char *p = buf;
+
+	s->n = 0;
+	for (;;) {
+		size_t len = strcspn(p, "/");
+		int last = p[len] == '\0';
+		long dlen;
+
+		if (s->n >= CG_ROUTE_SEGMENTS_MAX)
+			return 1;
+		p[len] = '\0';
+		dlen = cg_url_decode(p, len, 0, p);
+		if (dlen < 0 || strlen(p) != (size_t)dlen)
+			return -1;
+		s->seg[s->n++] = p;
+		if (last)
+			break;
+		p += len + 1;
+	}
+	return 0;
+}
+
+/* 1 when `pattern` matches the segments (filling *pp), else 0. */
+static int match_pattern(const char *pattern, const segments *s, cg_path_params *pp)
+{
+	const char *p = pattern + 1; /* after the leading '/' */
+	int i;
+
+	pp->n = 0;
+	for (i = 0; i < s->n; i++) {
+		size_t plen = strcspn(p, "/");
+		int is_param = plen >= 2 && p[0] == '{' && p[plen - 1] == '}';
+
+		if (is_param) {
+			if (s->seg[i][0] == '\0' || pp->n >= CG_PATH_PARAMS_MAX)
+				return 0;
+			pp->name[pp->n] = p + 1;
+			pp->name_len[pp->n] = plen - 2;
+			pp->value[pp->n] = s->seg[i];
+			pp->n++;
+		} else if (strlen(s->seg[i]) != plen || memcmp(s->seg[i], p, plen) != 0) {
+			return 0;
+		}
+		if (p[plen] == '\0')
+			return i == s->n - 1;
+		p += plen + 1;
+	}
+	return 0;
+}
+
+/* "GET, POST": the distinct methods of the routes that matched the path. */
+static void build_allow(const int *matched, char *out, size_t outlen)
+{
+	size_t i, j, len = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < NROUTES; i++) {
+		int seen = 0;
+		size_t mlen;
+
+		if (!matched[i])
+			continue;
+		for (j = 0; j < i; j++) {
+			if (matched[j] && strcmp(routes[j].method, routes[i].method) == 0)
+				seen = 1;
+		}
+		mlen = strlen(routes[i].method);
+		if (seen || len + mlen + 3 > outlen)
+			continue;
+		if (len > 0) {
+			memcpy(out + len, ", ", 2);
+			len += 2;
+		}
+		memcpy(out + len, routes[i].method, mlen);
+		len += mlen;
+		out[len] = '\0';
+	}
+}
+
+void cg_router_dispatch(cg_ctx *ctx, cg_req *req)
+{
+	const char *path = cg_req_path(req);
+	const char *method = cg_req_method(req);
+	int matched[NROUTES] = { 0 };
+	int any = 0, rc;
+	size_t i;
+	char *buf = NULL;
+	char allow[128];
+	segments segs;
+	cg_path_params pp;
+
+	if (strlen(path) > CG_PATH_MAX || strlen(cg_req_query_string(req)) > CG_QUERY_MAX) {
+		cg_req_send_error(req, 414, "uri_too_long", "request URI too long", NULL);
+		goto out;
+	}
+	if (path[0] != '/') {
+		cg_req_send_error(req, 404, "not_found", "no such resource", NULL);
+		goto out;
+	}
+	buf = strdup(path + 1);
+	if (buf == NULL) {
+		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
+		goto out;
+	}
+	rc = split_path(buf, &segs);
+	if (rc < 0) {
+		cg_req_send_error(req, 400, "bad_request",
+				  "malformed percent-encoding (or an encoded NUL) in the path",
+				  NULL);
+		goto out;
+	}
+	if (rc > 0) {
+		cg_req_send_error(req, 404, "not_found", "no such resource", NULL);
+		goto out;
+	}
+	for (i = 0; i < NROUTES; i++) {
+		if (!match_pattern(routes[i].pattern, &segs, &pp))
+			continue;
+		if (strcmp(routes[i].method, method) == 0) {
+			routes[i].handler(ctx, req, &pp);
+			goto out;
+		}
+		matched[i] = 1;
+		any = 1;
+	}
+	if (!any) {
+		cg_req_send_error(req, 404, "not_found", "no such resource", NULL);
+		goto out;
+	}
+	build_allow(matched, allow, sizeof allow);
+	if (cg_req_add_header(req, "Allow", allow) < 0)
+		cg_log_warn("could not add the Allow header");
+	cg_req_send_error(req, 405, "method_not_allowed", "method not allowed for this resource",
+			  NULL);
+out:
+	free(buf);
+}
