@@ -1,11 +1,12 @@
 /* ws-client: a small WebSocket client for the integration tests (libwebsockets only). */
 /*
  * ws-client --url ws://HOST:PORT/PATH?QUERY [--send JSON]... [--until TYPE]
- *           [--count N] [--timeout SECONDS]
+ *           [--count N] [--timeout SECONDS] [--timestamps]
  *
  * Connects without a subprotocol, sends every --send message in order once
  * the connection is up, and prints each received text message as one line on
- * stdout (flushed per line). Exit status:
+ * stdout (flushed per line), with --timestamps prefixed by the wall-clock
+ * time of arrival in microseconds. Exit status:
  *   0  a message whose top-level "type" equals --until arrived, or --count
  *      messages arrived
  *   1  timeout (default 10 s)
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 
@@ -47,6 +49,7 @@ struct wsc_opts {
 	const char *until;
 	long count;     /* 0: no count */
 	long timeout_s;
+	int timestamps;  /* prefix each message with the wall-clock time in µs */
 };
 
 struct wsc {
@@ -163,6 +166,12 @@ wsc_message(struct wsc *c)
 
 	if (c->rx_binary || c->exit_code >= 0)
 		return; /* text frames only; nothing after the outcome */
+	if (c->o->timestamps) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		printf("%lld ", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+	}
 	fwrite(c->rx, 1, c->rx_len, stdout);
 	fputc('\n', stdout);
 	fflush(stdout);
@@ -340,7 +349,7 @@ static void
 wsc_usage(void)
 {
 	fprintf(stderr, "usage: ws-client --url ws://HOST:PORT/PATH [--send JSON]... "
-		"[--until TYPE] [--count N] [--timeout SECONDS]\n");
+		"[--until TYPE] [--count N] [--timeout SECONDS] [--timestamps]\n");
 }
 
 static int
@@ -352,6 +361,7 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 		{ "until", required_argument, NULL, 't' },
 		{ "count", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 'T' },
+		{ "timestamps", no_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -360,7 +370,7 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 
 	o->timeout_s = 10;
 	for (;;) {
-		ch = getopt_long(argc, argv, "u:s:t:c:T:h", longopts, NULL);
+		ch = getopt_long(argc, argv, "u:s:t:c:T:Sh", longopts, NULL);
 		if (ch == -1)
 			break;
 		switch (ch) {
@@ -376,6 +386,9 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 			break;
 		case 't':
 			o->until = optarg;
+			break;
+		case 'S':
+			o->timestamps = 1;
 			break;
 		case 'c':
 			o->count = strtol(optarg, &endp, 10);
