@@ -12,7 +12,7 @@ SRC_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$SRC_DIR/_build/plain}
 STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/capsule-bench.XXXXXX")
 . "$SRC_DIR/tests/stack.sh"
-trap 'stack_down; rm -rf "$STACK_DIR"' EXIT
+trap 'stack_down; stack_remove_pg; rm -rf "$STACK_DIR"' EXIT
 STACK_LOG_LEVEL=warn stack_up 2>/dev/null || { echo "stack did not start" >&2; exit 1; }
 
 tok=$(curl -s "http://127.0.0.1:$HTTP_PORT/ws/token?user_id=bench_user" | jq -r .token)

@@ -72,24 +72,41 @@ stack_record_pid() { # name pid
 	echo "$2" >>"$STACK_DIR/pids/$1.pid"
 }
 
+# Where the cluster lives: $STACK_DIR/pg, unless we are root and the postgres
+# user cannot reach $STACK_DIR (a checkout under /root, say); then a folder in
+# /tmp, remembered in $STACK_DIR/pg-dir.
+stack_pg_dir() {
+	if [ -f "$STACK_DIR/pg-dir" ]; then
+		cat "$STACK_DIR/pg-dir"
+	elif [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$STACK_DIR"; then
+		mktemp -d "${TMPDIR:-/tmp}/capsule-pg.XXXXXX" | tee "$STACK_DIR/pg-dir"
+	else
+		echo "$STACK_DIR/pg"
+	fi
+}
+
 stack_start_pg() {
-	local bindir
+	local bindir pgdir
 	bindir=$(stack_pg_bindir) || return 1
 	: "${PG_PORT:=$(stack_free_port)}"
-	mkdir -p "$STACK_DIR/pg"
 	if [ "$(id -u)" = 0 ]; then
 		chmod 755 "$STACK_DIR"
-		chown postgres: "$STACK_DIR/pg"
 	fi
-	if [ ! -f "$STACK_DIR/pg/data/PG_VERSION" ]; then
-		stack_as_pg "$bindir/initdb" -D "$STACK_DIR/pg/data" -A trust -U postgres -E UTF8 \
-			--locale=C.UTF-8 >"$STACK_DIR/pg/initdb.log" 2>&1 ||
-			{ cat "$STACK_DIR/pg/initdb.log" >&2; stack_die "initdb failed"; return 1; }
+	pgdir=$(stack_pg_dir)
+	mkdir -p "$pgdir"
+	if [ "$(id -u)" = 0 ]; then
+		chmod 755 "$pgdir"
+		chown postgres: "$pgdir"
 	fi
-	stack_as_pg "$bindir/pg_ctl" -D "$STACK_DIR/pg/data" -w -t 30 -l "$STACK_DIR/pg/postgres.log" \
-		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $STACK_DIR/pg -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-		start >/dev/null || { cat "$STACK_DIR/pg/postgres.log" >&2; stack_die "PostgreSQL did not start"; return 1; }
-	echo "$bindir" >"$STACK_DIR/pg/bindir"
+	if [ ! -f "$pgdir/data/PG_VERSION" ]; then
+		stack_as_pg "$bindir/initdb" -D "$pgdir/data" -A trust -U postgres -E UTF8 \
+			--locale=C.UTF-8 >"$STACK_DIR/initdb.log" 2>&1 ||
+			{ cat "$STACK_DIR/initdb.log" >&2; stack_die "initdb failed"; return 1; }
+	fi
+	stack_as_pg "$bindir/pg_ctl" -D "$pgdir/data" -w -t 30 -l "$pgdir/postgres.log" \
+		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $pgdir -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+		start >/dev/null || { cat "$pgdir/postgres.log" >&2; stack_die "PostgreSQL did not start"; return 1; }
+	echo "$bindir" >"$STACK_DIR/pg-bindir"
 	psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<-SQL || return 1
 		SELECT 'CREATE ROLE capsule LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'capsule')\gexec
 		SELECT 'CREATE DATABASE capsule OWNER capsule' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'capsule')\gexec
@@ -100,8 +117,17 @@ stack_start_pg() {
 }
 
 stack_stop_pg() {
-	[ -f "$STACK_DIR/pg/data/postmaster.pid" ] || return 0
-	stack_as_pg "$(cat "$STACK_DIR/pg/bindir")/pg_ctl" -D "$STACK_DIR/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+	local pgdir
+	[ -f "$STACK_DIR/pg-bindir" ] || return 0
+	pgdir=$(stack_pg_dir)
+	[ -f "$pgdir/data/postmaster.pid" ] || return 0
+	stack_as_pg "$(cat "$STACK_DIR/pg-bindir")/pg_ctl" -D "$pgdir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Removes a cluster that stack_pg_dir put outside $STACK_DIR.
+stack_remove_pg() {
+	[ -f "$STACK_DIR/pg-dir" ] && rm -rf "$(cat "$STACK_DIR/pg-dir")"
+	rm -f "$STACK_DIR/pg-dir"
 }
 
 stack_start_redis() {
@@ -204,7 +230,16 @@ stack_start_web() {
 		-- /bin/sh -c 'exec "$@" 2>>"$0"' "$STACK_DIR/fcgi.log" \
 		${STACK_FCGI_WRAPPER:-} "$BUILD_DIR/cgi-bin/capsule-gateway.fcgi" -f "$CAPSULE_CONFIG" \
 		>>"$STACK_DIR/spawn-fcgi.log" 2>&1 || { cat "$STACK_DIR/spawn-fcgi.log" >&2; stack_die "spawn-fcgi failed"; return 1; }
-	while read -r pid; do stack_record_pid fcgi "$pid"; done <"$STACK_DIR/spawn-fcgi.pid"
+	# spawn-fcgi's pid file keeps only one of the -F children; the config path
+	# is unique to this stack, so it finds them all.
+	local i n
+	mkdir -p "$STACK_DIR/pids"
+	for i in $(seq 1 50); do
+		n=$(pgrep -f -c -- "capsule-gateway.fcgi -f $CAPSULE_CONFIG")
+		[ "${n:-0}" -ge "$STACK_FCGI_CHILDREN" ] && break
+		sleep 0.1
+	done
+	pgrep -f -- "capsule-gateway.fcgi -f $CAPSULE_CONFIG" >"$STACK_DIR/pids/fcgi.pid"
 	cat >"$STACK_DIR/lighttpd.conf" <<-EOF
 		# Written by tests/stack.sh: the shipped snippet etc/lighttpd/capsule-gateway.conf
 		# behind a minimal server on 127.0.0.1.
@@ -294,4 +329,5 @@ stack_down() {
 		stack_stop "$s"
 	done
 	stack_stop_pg
+	rm -f "$STACK_DIR/env"
 }

@@ -29,6 +29,7 @@ cleanup() {
 	if [ "$T_FAIL" != 0 ] || [ -n "${CG_KEEP_STACK:-}" ]; then
 		echo "# stack folder kept for inspection: $STACK_DIR" >&2
 	else
+		stack_remove_pg
 		rm -rf "$STACK_DIR"
 	fi
 }
