@@ -74,46 +74,6 @@ static const char *status_text(int status)
 	}
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Reads in[i] before writing out[j] with j <= i, so in == out is fine. */
-long cg_url_decode(const char *in, size_t len, int plus_space, char *out)
-{
-	size_t i = 0, j = 0;
-
-	while (i < len) {
-		unsigned char c = (unsigned char)in[i];
-		if (c == '%') {
-			int hi, lo;
-			if (len - i < 3)
-				return -1;
-			hi = hexval((unsigned char)in[i + 1]);
-			lo = hexval((unsigned char)in[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			out[j++] = (char)(hi * 16 + lo);
-			i += 3;
-		} else if (c == '+' && plus_space) {
-			out[j++] = ' ';
-			i++;
-		} else {
-			out[j++] = (char)c;
-			i++;
-		}
-	}
-	out[j] = '\0';
-	return (long)j;
-}
-
 static int request_id_valid(const char *s)
 {
 	size_t n = 0;
@@ -357,8 +317,8 @@ static int parse_query(cg_req *r)
 		}
 		klen = strlen(key);
 		vlen = strlen(val);
-		dk = cg_url_decode(key, klen, 1, key);
-		dv = cg_url_decode(val, vlen, 1, val);
+		dk = cg_pct_decode(key, klen, 1, key);
+		dv = cg_pct_decode(val, vlen, 1, val);
 		if (dk < 0 || dv < 0 || strlen(key) != (size_t)dk || strlen(val) != (size_t)dv)
 			return -1;
 		r->q_key[r->q_n] = key;

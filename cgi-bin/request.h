@@ -81,11 +81,5 @@ void cg_req_send_error(cg_req *r, int status, const char *code, const char *mess
 /* 1 once a response was sent. */
 int cg_req_answered(const cg_req *r);
 
-/* Percent-decodes `len` bytes of `in` into `out` (room for len + 1 bytes;
- * the result is NUL-terminated and never longer than the input). With
- * `plus_space`, '+' decodes to ' ' (query strings). Returns the decoded
- * length, or -1 on a malformed escape. The result may contain NUL bytes:
- * callers that need a C string check the length against strlen(). */
-long cg_url_decode(const char *in, size_t len, int plus_space, char *out);
 
 #endif

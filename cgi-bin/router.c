@@ -6,6 +6,7 @@
 
 #include "cg_log.h"
 #include "router.h"
+#include "cg_util.h"
 
 /* The REST API. Several methods of one path are several rows. */
 static const cg_route routes[] = {
@@ -51,7 +52,7 @@ static int split_path(char *buf, segments *s)
 		if (s->n >= CG_ROUTE_SEGMENTS_MAX)
 			return 1;
 		p[len] = '\0';
-		dlen = cg_url_decode(p, len, 0, p);
+		dlen = cg_pct_decode(p, len, 0, p);
 		if (dlen < 0 || strlen(p) != (size_t)dlen)
 			return -1;
 		s->seg[s->n++] = p;

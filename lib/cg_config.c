@@ -85,18 +85,6 @@ static const struct cfg_key cfg_keys[] = {
 
 #define NKEYS (sizeof cfg_keys / sizeof cfg_keys[0])
 
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 static const struct cfg_key *find_key(const char *name)
 {
 	size_t i;
@@ -180,7 +168,7 @@ static int set_value(cg_config *cfg, const struct cfg_key *k, const char *val,
 		if (val && (*val || k->def)) {
 			copy = strdup(val);
 			if (!copy) {
-				set_err(err, errlen, "%s: %s: out of memory", where, k->name);
+				cg_set_err(err, errlen, "%s: %s: out of memory", where, k->name);
 				return -1;
 			}
 		}
@@ -192,12 +180,12 @@ static int set_value(cg_config *cfg, const struct cfg_key *k, const char *val,
 		long v;
 
 		if (!val || parse_long(val, &v) < 0) {
-			set_err(err, errlen, "%s: %s: \"%.32s\" is not an integer", where, k->name,
+			cg_set_err(err, errlen, "%s: %s: \"%.32s\" is not an integer", where, k->name,
 				val ? val : "");
 			return -1;
 		}
 		if (v < k->min || v > k->max) {
-			set_err(err, errlen, "%s: %s: %ld is out of range %ld..%ld", where, k->name, v,
+			cg_set_err(err, errlen, "%s: %s: %ld is out of range %ld..%ld", where, k->name, v,
 				k->min, k->max);
 			return -1;
 		}
@@ -208,7 +196,7 @@ static int set_value(cg_config *cfg, const struct cfg_key *k, const char *val,
 		int b;
 
 		if (!val || parse_bool(val, &b) < 0) {
-			set_err(err, errlen,
+			cg_set_err(err, errlen,
 				"%s: %s: \"%.32s\" is not a boolean (true/false, yes/no, on/off, 1/0)",
 				where, k->name, val ? val : "");
 			return -1;
@@ -242,7 +230,7 @@ static int load_file(cg_config *cfg, const char *path, char *err, size_t errlen)
 
 	f = fopen(path, "r");
 	if (!f) {
-		set_err(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+		cg_set_err(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
 		return -1;
 	}
 	while (fgets(line, sizeof line, f)) {
@@ -253,7 +241,7 @@ static int load_file(cg_config *cfg, const char *path, char *err, size_t errlen)
 		lineno++;
 		snprintf(where, sizeof where, "%s:%u", path, lineno);
 		if (len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)) {
-			set_err(err, errlen, "%s: line longer than %d bytes", where, CFG_LINE_MAX - 2);
+			cg_set_err(err, errlen, "%s: line longer than %d bytes", where, CFG_LINE_MAX - 2);
 			goto out;
 		}
 		p = trim(line);
@@ -261,19 +249,19 @@ static int load_file(cg_config *cfg, const char *path, char *err, size_t errlen)
 			continue;
 		eq = strchr(p, '=');
 		if (!eq) {
-			set_err(err, errlen, "%s: \"%.40s\": expected \"key = value\"", where, p);
+			cg_set_err(err, errlen, "%s: \"%.40s\": expected \"key = value\"", where, p);
 			goto out;
 		}
 		*eq = '\0';
 		key = trim(p);
 		val = trim(eq + 1);
 		if (*key == '\0') {
-			set_err(err, errlen, "%s: missing key before '='", where);
+			cg_set_err(err, errlen, "%s: missing key before '='", where);
 			goto out;
 		}
 		k = find_key(key);
 		if (!k) {
-			set_err(err, errlen, "%s: unknown key \"%.64s\"", where, key);
+			cg_set_err(err, errlen, "%s: unknown key \"%.64s\"", where, key);
 			goto out;
 		}
 		len = strlen(val);
@@ -285,7 +273,7 @@ static int load_file(cg_config *cfg, const char *path, char *err, size_t errlen)
 			goto out;
 	}
 	if (ferror(f)) {
-		set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
+		cg_set_err(err, errlen, "%s: read error: %s", path, strerror(errno));
 		goto out;
 	}
 	rc = 0;
@@ -355,7 +343,7 @@ static int fill_instance_id(cg_config *cfg, char *err, size_t errlen)
 	free(cfg->instance_id);
 	cfg->instance_id = strdup(id);
 	if (!cfg->instance_id) {
-		set_err(err, errlen, "instance_id: out of memory");
+		cg_set_err(err, errlen, "instance_id: out of memory");
 		return -1;
 	}
 	return 0;
@@ -387,36 +375,36 @@ static int validate(cg_config *cfg, cg_prog prog, char *err, size_t errlen)
 			for (j = 0; k->name[j] && j < sizeof env - 1; j++)
 				env[j] = (char)toupper((unsigned char)k->name[j]);
 			env[j] = '\0';
-			set_err(err, errlen,
+			cg_set_err(err, errlen,
 				"%s: missing required key (set it in the config file or as %s)",
 				k->name, env);
 			return -1;
 		}
 		if ((k->flags & CFG_NONEMPTY) && !is_set(str_value(cfg, k))) {
-			set_err(err, errlen, "%s: may not be empty", k->name);
+			cg_set_err(err, errlen, "%s: may not be empty", k->name);
 			return -1;
 		}
 	}
 	if (is_set(cfg->ws_jwt_secret) && strlen(cfg->ws_jwt_secret) < 16) {
-		set_err(err, errlen, "ws_jwt_secret: must be at least 16 bytes long");
+		cg_set_err(err, errlen, "ws_jwt_secret: must be at least 16 bytes long");
 		return -1;
 	}
 	if (cg_log_level_parse(cfg->log_level, &lv) < 0) {
-		set_err(err, errlen, "log_level: \"%.32s\" is not one of debug, info, warn, error",
+		cg_set_err(err, errlen, "log_level: \"%.32s\" is not one of debug, info, warn, error",
 			cfg->log_level);
 		return -1;
 	}
 	if (!cg_id_valid(cfg->default_tenant)) {
-		set_err(err, errlen,
+		cg_set_err(err, errlen,
 			"default_tenant: must be 1..255 characters of A-Z a-z 0-9 _ . : -");
 		return -1;
 	}
 	if (is_set(cfg->apns_team_id) && !apple_id_valid(cfg->apns_team_id)) {
-		set_err(err, errlen, "apns_team_id: must be exactly 10 characters of A-Z 0-9");
+		cg_set_err(err, errlen, "apns_team_id: must be exactly 10 characters of A-Z 0-9");
 		return -1;
 	}
 	if (is_set(cfg->apns_key_id) && !apple_id_valid(cfg->apns_key_id)) {
-		set_err(err, errlen, "apns_key_id: must be exactly 10 characters of A-Z 0-9");
+		cg_set_err(err, errlen, "apns_key_id: must be exactly 10 characters of A-Z 0-9");
 		return -1;
 	}
 	for (i = 0; i < sizeof apns / sizeof apns[0]; i++)
@@ -425,7 +413,7 @@ static int validate(cg_config *cfg, cg_prog prog, char *err, size_t errlen)
 	if (nset > 0 && nset < sizeof apns / sizeof apns[0]) {
 		for (i = 0; i < sizeof apns / sizeof apns[0]; i++) {
 			if (!is_set(*(char **)(void *)((char *)cfg + apns[i].off))) {
-				set_err(err, errlen,
+				cg_set_err(err, errlen,
 					"%s: missing (apns_key_path, apns_key_id, apns_team_id and "
 					"apns_bundle_id must be set together)",
 					apns[i].name);
@@ -436,7 +424,7 @@ static int validate(cg_config *cfg, cg_prog prog, char *err, size_t errlen)
 	if (fill_instance_id(cfg, err, errlen) < 0)
 		return -1;
 	if (!cg_id_valid(cfg->instance_id)) {
-		set_err(err, errlen,
+		cg_set_err(err, errlen,
 			"instance_id: must be 1..255 characters of A-Z a-z 0-9 _ . : -");
 		return -1;
 	}

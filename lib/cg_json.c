@@ -9,18 +9,7 @@
 #include <string.h>
 
 #include "cg_json.h"
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
+#include "cg_util.h"
 
 /* Offset of the first byte that is not part of valid UTF-8 (overlong forms,
  * UTF-16 surrogates and code points past U+10FFFF are invalid), or `len`. */
@@ -208,30 +197,30 @@ json_object *cg_json_parse(const char *buf, size_t len, int max_depth, char *err
 	size_t off, end;
 
 	if (!buf || max_depth < 1) {
-		set_err(err, errlen, "invalid arguments");
+		cg_set_err(err, errlen, "invalid arguments");
 		goto out;
 	}
 	if (len > INT_MAX - 1) {
-		set_err(err, errlen, "document too large (%zu bytes)", len);
+		cg_set_err(err, errlen, "document too large (%zu bytes)", len);
 		goto out;
 	}
 	nul = memchr(buf, '\0', len);
 	if (nul) {
-		set_err(err, errlen, "NUL byte at offset %zu", (size_t)(nul - buf));
+		cg_set_err(err, errlen, "NUL byte at offset %zu", (size_t)(nul - buf));
 		goto out;
 	}
 	off = utf8_bad_offset(buf, len);
 	if (off != len) {
-		set_err(err, errlen, "invalid UTF-8 at offset %zu", off);
+		cg_set_err(err, errlen, "invalid UTF-8 at offset %zu", off);
 		goto out;
 	}
 	if (lex_check(buf, len, &off, &why) < 0) {
-		set_err(err, errlen, "%s at offset %zu", why, off);
+		cg_set_err(err, errlen, "%s at offset %zu", why, off);
 		goto out;
 	}
 	tok = json_tokener_new_ex(max_depth);
 	if (!tok) {
-		set_err(err, errlen, "out of memory");
+		cg_set_err(err, errlen, "out of memory");
 		goto out;
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
@@ -254,22 +243,22 @@ json_object *cg_json_parse(const char *buf, size_t len, int max_depth, char *err
 		}
 		if (jerr == json_tokener_success) {
 			/* A lone JSON null parses to a NULL object. */
-			set_err(err, errlen, "null is not accepted as a document");
+			cg_set_err(err, errlen, "null is not accepted as a document");
 		} else {
-			set_err(err, errlen, "%s at offset %zu", json_tokener_error_desc(jerr), end);
+			cg_set_err(err, errlen, "%s at offset %zu", json_tokener_error_desc(jerr), end);
 		}
 		goto out;
 	}
 	for (off = end; off < len; off++) {
 		if (!is_ws(buf[off])) {
-			set_err(err, errlen, "trailing data at offset %zu", off);
+			cg_set_err(err, errlen, "trailing data at offset %zu", off);
 			json_object_put(obj);
 			obj = NULL;
 			goto out;
 		}
 	}
 	if (!all_finite(obj)) {
-		set_err(err, errlen, "number out of range");
+		cg_set_err(err, errlen, "number out of range");
 		json_object_put(obj);
 		obj = NULL;
 		goto out;
@@ -285,7 +274,7 @@ json_object *cg_json_parse_object(const char *buf, size_t len, int max_depth, ch
 	json_object *obj = cg_json_parse(buf, len, max_depth, err, errlen);
 
 	if (obj && !json_object_is_type(obj, json_type_object)) {
-		set_err(err, errlen, "expected a JSON object");
+		cg_set_err(err, errlen, "expected a JSON object");
 		json_object_put(obj);
 		obj = NULL;
 	}

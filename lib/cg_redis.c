@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "cg_log.h"
 #include "cg_redis.h"
+#include "cg_util.h"
 
 #define R_HOST_MAX 256
 #define R_USER_MAX 256
@@ -50,43 +52,15 @@ static void r_set_err(cg_redis *r, const char *fmt, ...)
 
 /* ---- URL parsing ---- */
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decodes s[0..n) into out (outlen with NUL). Returns 0 or -1. */
 static int pct_decode(const char *s, size_t n, char *out, size_t outlen)
 {
-	size_t i, o = 0;
+	long d;
 
-	for (i = 0; i < n; i++) {
-		int c = (unsigned char)s[i];
-
-		if (c == '%') {
-			int hi, lo;
-
-			if (i + 2 >= n)
-				return -1;
-			hi = hexval((unsigned char)s[i + 1]);
-			lo = hexval((unsigned char)s[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			c = hi * 16 + lo;
-			i += 2;
-		}
-		if (c == 0 || o + 1 >= outlen)
-			return -1;
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	return 0;
+	if (n >= outlen)
+		return -1;
+	d = cg_pct_decode(s, n, 0, out);
+	return d < 0 || strlen(out) != (size_t)d ? -1 : 0;
 }
 
 /* Parses all of s[0..n) as a decimal in [lo, hi]. */
@@ -156,7 +130,7 @@ static int parse_tcp_url(cg_redis *r, const char *s, char *err, size_t errlen)
 		}
 		hlen = (size_t)(rb - hp - 1);
 		for (p = hp + 1; p < rb; p++) {
-			if (!(hexval((unsigned char)*p) >= 0 || *p == ':' || *p == '.')) {
+			if (!(isxdigit((unsigned char)*p) || *p == ':' || *p == '.')) {
 				snprintf(err, errlen, "redis URL: bad IPv6 address");
 				return -1;
 			}

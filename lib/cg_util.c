@@ -329,3 +329,54 @@ void cg_buf_free(cg_buf *b)
 	b->len = 0;
 	b->cap = 0;
 }
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Reads in[i] before writing out[j] with j <= i, so in == out is fine. */
+long cg_pct_decode(const char *in, size_t len, int plus_space, char *out)
+{
+	size_t i = 0, j = 0;
+
+	while (i < len) {
+		unsigned char c = (unsigned char)in[i];
+		if (c == '%') {
+			int hi, lo;
+			if (len - i < 3)
+				return -1;
+			hi = hexval((unsigned char)in[i + 1]);
+			lo = hexval((unsigned char)in[i + 2]);
+			if (hi < 0 || lo < 0)
+				return -1;
+			out[j++] = (char)(hi * 16 + lo);
+			i += 3;
+		} else if (c == '+' && plus_space) {
+			out[j++] = ' ';
+			i++;
+		} else {
+			out[j++] = (char)c;
+			i++;
+		}
+	}
+	out[j] = '\0';
+	return (long)j;
+}
+
+void cg_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}

@@ -32,6 +32,16 @@ int64_t cg_monotonic_ms(void);
 long cg_b64url_encode(const void *in, size_t n, char *out, size_t outlen);
 long cg_b64url_decode(const char *in, size_t n, void *out, size_t outlen);
 
+/* Percent-decodes in[0..len) into out, which may be `in` itself and needs
+ * len + 1 bytes: "%XX" escapes, and '+' as a space when plus_space. Returns
+ * the decoded length (out NUL-terminated; a decoded NUL byte is kept, so a
+ * caller that forbids it compares with strlen) or -1 for a malformed escape. */
+long cg_pct_decode(const char *in, size_t len, int plus_space, char *out);
+
+/* Formats a reason into err[errlen] (nothing when err is NULL): the
+ * caller's-buffer error habit of every module. */
+void cg_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Ids that we accept from clients: 1..255 bytes of [A-Za-z0-9_.:-]. */
 int cg_id_valid(const char *s);
 

@@ -254,6 +254,47 @@ static void test_buf(void)
 	cg_buf_free(&b);
 }
 
+static void test_pct_decode(void)
+{
+	static const struct {
+		const char *in;
+		int plus_space;
+		long want_len; /* -1: malformed */
+		const char *want;
+	} c[] = {
+		{ "cap_456", 0, 7, "cap_456" },
+		{ "cap%5F456", 0, 7, "cap_456" },
+		{ "a%2Fb", 0, 3, "a/b" },
+		{ "a%2fb", 0, 3, "a/b" },
+		{ "a+b", 0, 3, "a+b" },
+		{ "a+b", 1, 3, "a b" },
+		{ "%41%42%43", 0, 3, "ABC" },
+		{ "", 0, 0, "" },
+		{ "%", 0, -1, NULL },
+		{ "%4", 0, -1, NULL },
+		{ "%zz", 0, -1, NULL },
+		{ "ab%4g", 0, -1, NULL },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		char out[64];
+		long n = cg_pct_decode(c[i].in, strlen(c[i].in), c[i].plus_space, out);
+
+		if (c[i].want_len < 0)
+			is_int(n, -1, "pct_decode \"%s\" is malformed", c[i].in);
+		else
+			ok(n == c[i].want_len && strcmp(out, c[i].want) == 0, "pct_decode \"%s\" -> \"%s\"",
+			   c[i].in, c[i].want);
+	}
+	{
+		char buf[16] = "x%00y";
+		long n = cg_pct_decode(buf, strlen(buf), 0, buf);
+
+		ok(n == 3 && strlen(buf) == 1, "a decoded NUL is kept and visible to strlen (in place)");
+	}
+}
+
 int main(void)
 {
 	test_uuid4();
@@ -263,5 +304,6 @@ int main(void)
 	test_b64url();
 	test_id_valid();
 	test_buf();
+	test_pct_decode();
 	return done_testing();
 }
