@@ -2,7 +2,10 @@
 examplesdir = $(pkgdatadir)/examples
 dist_examples_DATA = \
 	etc/capsule-gateway.conf.example \
-	etc/lighttpd.conf.example
+	etc/lighttpd.conf.example \
+	etc/systemd/capsule-gateway-fcgi.service \
+	etc/systemd/capsule-wsd.service \
+	etc/systemd/capsule-pushd.service
 # Installed under a flat name next to the other examples.
 install-data-local:
 	$(MKDIR_P) '$(DESTDIR)$(examplesdir)'
