@@ -1,26 +1,45 @@
-/* handlers: the per-process context every handler gets and the prototypes of
- * the REST handlers (one file per resource: activity.c, health.c, ws_token.c).
+/* handlers: the per-process context every handler gets, the per-request call
+ * (route, path parameters, authenticated caller, audit bookkeeping) and the
+ * prototypes of the REST handlers (one file per resource).
  *
  * Ownership: main.c owns the context and everything it points to; handlers
  * borrow it for the duration of one request and keep nothing between
- * requests. A handler always answers (cg_req_send_json / cg_req_send_error);
- * if one returns without answering, cg_req_end() answers 500. */
+ * requests. The router owns the cg_call. A handler always answers
+ * (cg_req_send_json / cg_req_send_error); if one returns without answering,
+ * cg_req_end() answers 500.
+ *
+ * Security pipeline (router.c runs it before any handler of a route whose
+ * min_role is above CG_ROLE_NONE): CORS headers, per-IP rate limit,
+ * authentication, per-credential rate limit, role check. A handler therefore
+ * finds call->who set and its role sufficient. Every database access of a
+ * handler runs in a transaction from cg_db_begin_tenant(db, call->who->tenant).
+ * A state-changing route (its route row names an audit action) gets exactly
+ * one audit_log row: the handler writes it on success inside its transaction
+ * (change.h does that) and sets call->audited; otherwise the router writes a
+ * failure row after the handler returns. */
 #ifndef CG_HANDLERS_H
 #define CG_HANDLERS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cg_auth.h"
 #include "cg_config.h"
 #include "cg_db.h"
 #include "cg_redis.h"
 #include "request.h"
+
+typedef struct cg_ratelimit cg_ratelimit;
+typedef struct cg_cors cg_cors;
 
 /* One per process, created at start, re-used by every request. */
 typedef struct cg_ctx {
 	const cg_config *cfg;
 	cg_db *db;          /* reconnects by itself */
 	cg_redis *redis;    /* reconnects by itself */
+	cg_jwt_verifier *jwt; /* Bearer JWT keys, built once from cfg */
+	cg_ratelimit *rl;   /* rate limits, parsed once from cfg */
+	cg_cors *cors;      /* allowed origins, parsed once from cfg */
 	int64_t start_ms;   /* cg_monotonic_ms() at start, for uptime_seconds */
 } cg_ctx;
 
@@ -41,17 +60,39 @@ typedef struct cg_path_params {
  * none of that name. */
 const char *cg_path_param(const cg_path_params *pp, const char *name);
 
-typedef void cg_handler_fn(cg_ctx *ctx, cg_req *req, const cg_path_params *pp);
+#define CG_AUDIT_TARGET_MAX 256
+
+/* One request as the router hands it to a handler. */
+typedef struct cg_call {
+	cg_path_params pp;
+	const cg_principal *who; /* the caller; NULL on routes open to anyone */
+	const char *action;      /* audit action of the route ("activity.create"), or NULL */
+	char target[CG_AUDIT_TARGET_MAX]; /* audit target the handler found (capsule_id), or "" */
+	int audited;             /* the handler wrote this request's audit row */
+} cg_call;
+
+typedef void cg_handler_fn(cg_ctx *ctx, cg_req *req, cg_call *call);
+
+/* Sets call->target (cut to CG_AUDIT_TARGET_MAX - 1 bytes). */
+void cg_call_set_target(cg_call *call, const char *target);
+
+/* Answers a failed cg_db_* / cg_activity_* call that is not a domain error:
+ * 503 when the database is unreachable, else 500. The libpq text goes to
+ * the log only. (activity.c) */
+void cg_send_db_error(cg_ctx *ctx, cg_req *req, int rc, const char *what);
 
 /* activity.c */
-void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, const cg_path_params *pp);
-void cg_handle_get_activity(cg_ctx *ctx, cg_req *req, const cg_path_params *pp);
+void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_get_activity(cg_ctx *ctx, cg_req *req, cg_call *call);
 
 /* health.c */
-void cg_handle_health(cg_ctx *ctx, cg_req *req, const cg_path_params *pp);
-void cg_handle_ready(cg_ctx *ctx, cg_req *req, const cg_path_params *pp);
+void cg_handle_health(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_ready(cg_ctx *ctx, cg_req *req, cg_call *call);
 
 /* ws_token.c */
-void cg_handle_ws_token(cg_ctx *ctx, cg_req *req, const cg_path_params *pp);
+void cg_handle_ws_token(cg_ctx *ctx, cg_req *req, cg_call *call);
+
+/* admin_audit.c */
+void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call);
 
 #endif

@@ -137,7 +137,7 @@ static const char *apns_state(cg_ctx *ctx, int redis_up)
 	return cg_config_apns_configured(ctx->cfg) ? "disconnected" : "not_configured";
 }
 
-void cg_handle_health(cg_ctx *ctx, cg_req *req, const cg_path_params *pp)
+void cg_handle_health(cg_ctx *ctx, cg_req *req, cg_call *call)
 {
 	int db_up = cg_db_ping(ctx->db) == 0;
 	int redis_up = cg_redis_ping(ctx->redis) == 0;
@@ -147,7 +147,7 @@ void cg_handle_health(cg_ctx *ctx, cg_req *req, const cg_path_params *pp)
 	const char *status = "healthy";
 	json_object *o = json_object_new_object();
 
-	(void)pp;
+	(void)call;
 	if (!db_up)
 		status = "unhealthy";
 	else if (!redis_up || strcmp(apns, "failing") == 0 || strcmp(apns, "disconnected") == 0)
@@ -166,13 +166,13 @@ out:
 	json_object_put(o);
 }
 
-void cg_handle_ready(cg_ctx *ctx, cg_req *req, const cg_path_params *pp)
+void cg_handle_ready(cg_ctx *ctx, cg_req *req, cg_call *call)
 {
 	int db_up = cg_db_ping(ctx->db) == 0;
 	int redis_up = cg_redis_ping(ctx->redis) == 0;
 	json_object *o = NULL;
 
-	(void)pp;
+	(void)call;
 	if (!db_up || !redis_up) {
 		cg_req_send_error(req, 503, "not_ready",
 				  !db_up && !redis_up ? "database and redis unreachable"

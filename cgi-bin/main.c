@@ -12,12 +12,15 @@
 
 #include <fcgiapp.h>
 
+#include "cg_auth.h"
 #include "cg_config.h"
 #include "cg_db.h"
 #include "cg_log.h"
 #include "cg_redis.h"
 #include "cg_util.h"
+#include "cors.h"
 #include "handlers.h"
+#include "ratelimit.h"
 #include "request.h"
 #include "router.h"
 
@@ -205,6 +208,25 @@ int main(int argc, char **argv)
 	}
 	if (cg_log_level_parse(cfg.log_level, &level) == 0)
 		cg_log_set_level(level);
+	/* Security settings are read once, here: a bad key file, limit or
+	 * origin stops the program at start (and fails -n). */
+	ctx.jwt = cg_jwt_verifier_new(&cfg, err, sizeof err);
+	if (ctx.jwt == NULL) {
+		cg_log_error("%s", err);
+		goto out;
+	}
+	ctx.rl = cg_ratelimit_new(&cfg, err, sizeof err);
+	if (ctx.rl == NULL) {
+		cg_log_error("%s", err);
+		goto out;
+	}
+	ctx.cors = cg_cors_new(cfg.cors_allowed_origins, err, sizeof err);
+	if (ctx.cors == NULL) {
+		cg_log_error("%s", err);
+		goto out;
+	}
+	if (!cfg.rate_limit_enabled)
+		cg_log_info("rate limiting is disabled (rate_limit_enabled = false)");
 	if (check_only) {
 		printf("configuration OK\n");
 		status = 0;
@@ -250,6 +272,9 @@ int main(int argc, char **argv)
 
 	status = accept_loop(&ctx, &stopset);
 out:
+	cg_cors_free(ctx.cors);
+	cg_ratelimit_free(ctx.rl);
+	cg_jwt_verifier_free(ctx.jwt);
 	if (ctx.redis != NULL)
 		cg_redis_close(ctx.redis);
 	if (ctx.db != NULL)

@@ -15,9 +15,21 @@
 #include "cg_util.h"
 #include "request.h"
 
-#define EXTRA_HEADERS_MAX 1024
+#define EXTRA_HEADERS_MAX 2048
 #define BODY_CHUNK (16 * 1024)
 #define LOG_PATH_MAX 200
+
+/* On every answer, errors included (issue 3, browser safety). JSON is
+ * never a document to render, frame or cache. */
+#define SECURITY_HEADERS \
+	"Cache-Control: no-store\r\n" \
+	"X-Content-Type-Options: nosniff\r\n" \
+	"X-Frame-Options: DENY\r\n" \
+	"Referrer-Policy: no-referrer\r\n" \
+	"Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+/* Only when the request came over TLS (the web server sets HTTPS=on): HSTS
+ * over plain HTTP is ignored by browsers and would only mislead. */
+#define HSTS_HEADER "Strict-Transport-Security: max-age=31536000\r\n"
 
 /* Sent when even building an error body fails. */
 static const char oom_body[] =
@@ -42,6 +54,9 @@ struct cg_req {
 	char *q_buf;
 	const char *q_key[CG_QUERY_PARAMS_MAX];
 	const char *q_val[CG_QUERY_PARAMS_MAX];
+	/* the error answer sent (for the audit log): code and field */
+	char err_code[64];
+	char err_field[64];
 	/* body, read on first use */
 	int body_state;       /* 0 not read, 1 read, -1 failed (answered) */
 	char *body;
@@ -227,14 +242,22 @@ void cg_req_end(cg_req *r)
 	free(r);
 }
 
+/* 1 when the web server says the request came over TLS. */
+static int https_on(FCGX_Request *fx)
+{
+	const char *v = FCGX_GetParam("HTTPS", fx->envp);
+
+	return v != NULL && strcasecmp(v, "on") == 0;
+}
+
 void cg_req_fail_oom(FCGX_Request *fx)
 {
 	FCGX_FPrintF(fx->out,
 		     "Status: 500 Internal Server Error\r\n"
 		     "Content-Type: application/json\r\n"
-		     "Cache-Control: no-store\r\n"
-		     "X-Content-Type-Options: nosniff\r\n"
-		     "\r\n%s", oom_body);
+		     SECURITY_HEADERS
+		     "%s"
+		     "\r\n%s", https_on(fx) ? HSTS_HEADER : "", oom_body);
 	cg_log_error("out of memory starting a request");
 }
 
@@ -498,7 +521,7 @@ int cg_req_answered(const cg_req *r)
 
 static void send_raw(cg_req *r, int status, const char *body, size_t len)
 {
-	char hdr[EXTRA_HEADERS_MAX + 512];
+	char hdr[EXTRA_HEADERS_MAX + 1024];
 	int n;
 
 	if (r->status != 0) {
@@ -508,14 +531,16 @@ static void send_raw(cg_req *r, int status, const char *body, size_t len)
 	r->status = status;
 	n = snprintf(hdr, sizeof hdr,
 		     "Status: %d %s\r\n"
-		     "Content-Type: application/json\r\n"
+		     "%s"
 		     "Content-Length: %zu\r\n"
 		     "X-Request-ID: %s\r\n"
-		     "Cache-Control: no-store\r\n"
-		     "X-Content-Type-Options: nosniff\r\n"
+		     SECURITY_HEADERS
+		     "%s"
 		     "%.*s"
 		     "\r\n",
-		     status, status_text(status), len, r->id, (int)r->extra_len, r->extra);
+		     status, status_text(status),
+		     status == 204 ? "" : "Content-Type: application/json\r\n", len, r->id,
+		     https_on(r->fx) ? HSTS_HEADER : "", (int)r->extra_len, r->extra);
 	if (n < 0 || (size_t)n >= sizeof hdr) {
 		/* cannot happen: the parts are bounded */
 		cg_log_error("response header too long");
@@ -524,6 +549,31 @@ static void send_raw(cg_req *r, int status, const char *body, size_t len)
 	if (FCGX_PutStr(hdr, n, r->fx->out) < 0 ||
 	    (len > 0 && FCGX_PutStr(body, (int)len, r->fx->out) < 0))
 		cg_log_info("client connection lost while answering");
+}
+
+void cg_req_send_empty(cg_req *r, int status)
+{
+	send_raw(r, status, "", 0);
+}
+
+void cg_req_send_text(cg_req *r, int status, const char *json_text, size_t len)
+{
+	send_raw(r, status, json_text, len);
+}
+
+int cg_req_status(const cg_req *r)
+{
+	return r->status;
+}
+
+const char *cg_req_error_code(const cg_req *r)
+{
+	return r->err_code[0] != '\0' ? r->err_code : NULL;
+}
+
+const char *cg_req_error_field(const cg_req *r)
+{
+	return r->err_field[0] != '\0' ? r->err_field : NULL;
 }
 
 void cg_req_send_json(cg_req *r, int status, json_object *obj)
@@ -540,9 +590,18 @@ void cg_req_send_json(cg_req *r, int status, json_object *obj)
 void cg_req_send_error(cg_req *r, int status, const char *code, const char *message,
 		       const char *field)
 {
-	json_object *o = json_object_new_object();
-	json_object *e = json_object_new_object();
-	int ok = o != NULL && e != NULL &&
+	json_object *o = NULL, *e = NULL;
+	int ok;
+
+	if (r->status != 0) {
+		cg_log_warn("a second answer (%d %s) after %d was dropped", status, code, r->status);
+		return;
+	}
+	snprintf(r->err_code, sizeof r->err_code, "%s", code);
+	snprintf(r->err_field, sizeof r->err_field, "%s", field != NULL ? field : "");
+	o = json_object_new_object();
+	e = json_object_new_object();
+	ok = o != NULL && e != NULL &&
 		 json_object_object_add(o, "success", json_object_new_boolean(0)) == 0 &&
 		 cg_json_add_string(e, "code", code) == 0 &&
 		 cg_json_add_string(e, "message", message) == 0 &&

@@ -1,7 +1,9 @@
 /* request: one REST request and its response over an FCGX_Request: method,
  * path, query, headers, request id, capped body reading and the JSON response
- * helpers (every answer carries the same headers and the error shape of
- * PROTOCOLS.md).
+ * helpers (every answer carries the same headers -- request id and the
+ * security headers: nosniff, X-Frame-Options DENY, no-referrer, a CSP that
+ * allows nothing, Cache-Control no-store, and HSTS when the FastCGI param
+ * HTTPS is "on" -- and the error shape of PROTOCOLS.md).
  *
  * Ownership: a cg_req borrows the FCGX_Request and the config for its whole
  * life; strings it hands out belong to it and live until cg_req_end(). A
@@ -66,7 +68,7 @@ int cg_req_query(cg_req *r, const char *name, const char **out);
 int cg_req_body(cg_req *r, const char **body, size_t *len);
 
 /* Adds a response header (e.g. "Allow"). Name and value must not hold CR,
- * LF or NUL; at most 1 KiB of extra headers. Returns 0 or -1. */
+ * LF or NUL; at most 2 KiB of extra headers. Returns 0 or -1. */
 int cg_req_add_header(cg_req *r, const char *name, const char *value);
 
 /* Sends `obj` (borrowed; the caller still puts it) as the response body
@@ -78,8 +80,23 @@ void cg_req_send_json(cg_req *r, int status, json_object *obj);
 void cg_req_send_error(cg_req *r, int status, const char *code, const char *message,
 		       const char *field);
 
+/* Sends `json_text` (len bytes, already JSON, e.g. a stored idempotent
+ * answer) as the body with HTTP `status`. */
+void cg_req_send_text(cg_req *r, int status, const char *json_text, size_t len);
+
+/* Sends an answer without a body or Content-Type (204 to a CORS preflight). */
+void cg_req_send_empty(cg_req *r, int status);
+
 /* 1 once a response was sent. */
 int cg_req_answered(const cg_req *r);
+
+/* The status sent (0 until answered). */
+int cg_req_status(const cg_req *r);
+
+/* The code and field of the error answer sent by cg_req_send_error (for the
+ * audit log), or NULL when none was sent or it had no field. */
+const char *cg_req_error_code(const cg_req *r);
+const char *cg_req_error_field(const cg_req *r);
 
 
 #endif

@@ -1,20 +1,31 @@
-/* router: the REST route table and method/path dispatch. */
+/* router: the REST route table (roles, audit actions) and the dispatch pipeline. */
 #include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit.h"
+#include "auth.h"
+#include "cg_json.h"
 #include "cg_log.h"
-#include "router.h"
 #include "cg_util.h"
+#include "cors.h"
+#include "ratelimit.h"
+#include "router.h"
 
-/* The REST API. Several methods of one path are several rows. */
+/* The REST API. Several methods of one path are several rows. Every row
+ * names the least role that may call it (roles are ordered: viewer <
+ * operator < publisher < admin) and, when it changes state, the audit action
+ * recorded for it. */
 static const cg_route routes[] = {
-	{ "POST", "/create-activity", cg_handle_create_activity },
-	{ "GET", "/activity/{capsule_id}", cg_handle_get_activity },
-	{ "GET", "/health", cg_handle_health },
-	{ "GET", "/ready", cg_handle_ready },
-	{ "GET", "/ws/token", cg_handle_ws_token },
+	{ "POST", "/create-activity", CG_ROLE_PUBLISHER, "activity.create",
+	  cg_handle_create_activity },
+	{ "GET", "/activity/{capsule_id}", CG_ROLE_VIEWER, NULL, cg_handle_get_activity },
+	{ "GET", "/health", CG_ROLE_NONE, NULL, cg_handle_health },
+	{ "GET", "/ready", CG_ROLE_NONE, NULL, cg_handle_ready },
+	/* viewer and operator only for themselves: see ws_token.c */
+	{ "GET", "/ws/token", CG_ROLE_VIEWER, NULL, cg_handle_ws_token },
+	{ "GET", "/api/v1/admin/audit", CG_ROLE_ADMIN, NULL, cg_handle_admin_audit },
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
@@ -120,6 +131,71 @@ static void build_allow(const int *matched, char *out, size_t outlen)
 	}
 }
 
+/* Runs the pipeline for a matched route: rate limits, authentication,
+ * role, the handler, and the audit row of a state-changing request that
+ * the handler did not write. */
+static void run_route(cg_ctx *ctx, cg_req *req, const cg_route *route, cg_call *call)
+{
+	cg_principal who;
+	cg_rl_result ip_rl, cred_rl;
+	cg_authn an;
+
+	if (route->min_role == CG_ROLE_NONE) {
+		route->handler(ctx, req, call);
+		return;
+	}
+	/* Per client address, before authentication: floods of bad
+	 * credentials cost a Redis call, never a database lookup. */
+	cg_ratelimit_ip(ctx->rl, ctx->redis, cg_req_param(req, "REMOTE_ADDR"), &ip_rl);
+	if (!ip_rl.allowed) {
+		cg_log_info("rate limited: client address");
+		cg_ratelimit_send_refusal(req, &ip_rl);
+		return;
+	}
+	an = cg_authenticate(ctx, req, &who);
+	if (an != CG_AUTHN_OK) {
+		cg_ratelimit_add_headers(req, &ip_rl);
+		cg_auth_send_failure(req, an);
+		return;
+	}
+	cg_ratelimit_credential(ctx->rl, ctx->redis, who.tenant, who.subject, &cred_rl);
+	if (!cred_rl.allowed) {
+		cg_log_info("rate limited: %s of tenant %s", who.subject, who.tenant);
+		cg_ratelimit_send_refusal(req, &cred_rl);
+		return;
+	}
+	/* From here on every answer carries the credential's bucket. */
+	cg_ratelimit_add_headers(req, cred_rl.applied ? &cred_rl : &ip_rl);
+	call->who = &who;
+	call->action = route->action;
+	if (who.role < route->min_role) {
+		cg_log_info("forbidden: %s is %s, %s %s needs %s", who.subject, cg_role_name(who.role),
+			    route->method, route->pattern, cg_role_name(route->min_role));
+		cg_req_send_error(req, 403, "forbidden", "your role may not do this", NULL);
+	} else {
+		route->handler(ctx, req, call);
+	}
+	if (cg_db_in_transaction(ctx->db)) {
+		cg_log_error("%s %s left a transaction open; rolled back", route->method,
+			     route->pattern);
+		cg_db_rollback(ctx->db);
+	}
+	if (route->action != NULL && !call->audited) {
+		json_object *extra = NULL;
+
+		if (who.role < route->min_role) {
+			extra = json_object_new_object();
+			if (extra != NULL &&
+			    cg_json_add_string(extra, "required_role", cg_role_name(route->min_role)) != 0)
+				cg_log_warn("audit: detail incomplete");
+		}
+		if (!cg_req_answered(req))
+			cg_req_send_error(req, 500, "internal_error", "internal error", NULL);
+		cg_audit_failure(ctx->db, &who, route->action, call->target, req, extra);
+		json_object_put(extra);
+	}
+}
+
 void cg_router_dispatch(cg_ctx *ctx, cg_req *req)
 {
 	const char *path = cg_req_path(req);
@@ -130,8 +206,11 @@ void cg_router_dispatch(cg_ctx *ctx, cg_req *req)
 	char *buf = NULL;
 	char allow[128];
 	segments segs;
-	cg_path_params pp;
+	cg_call call;
 
+	memset(&call, 0, sizeof call);
+	/* Before anything can answer, so that a browser may read errors too. */
+	cg_cors_add_headers(ctx->cors, req);
 	if (strlen(path) > CG_PATH_MAX || strlen(cg_req_query_string(req)) > CG_QUERY_MAX) {
 		cg_req_send_error(req, 414, "uri_too_long", "request URI too long", NULL);
 		goto out;
@@ -157,10 +236,10 @@ void cg_router_dispatch(cg_ctx *ctx, cg_req *req)
 		goto out;
 	}
 	for (i = 0; i < NROUTES; i++) {
-		if (!match_pattern(routes[i].pattern, &segs, &pp))
+		if (!match_pattern(routes[i].pattern, &segs, &call.pp))
 			continue;
 		if (strcmp(routes[i].method, method) == 0) {
-			routes[i].handler(ctx, req, &pp);
+			run_route(ctx, req, &routes[i], &call);
 			goto out;
 		}
 		matched[i] = 1;
@@ -171,6 +250,10 @@ void cg_router_dispatch(cg_ctx *ctx, cg_req *req)
 		goto out;
 	}
 	build_allow(matched, allow, sizeof allow);
+	if (cg_cors_is_preflight(req)) {
+		cg_cors_answer_preflight(ctx->cors, req, allow);
+		goto out;
+	}
 	if (cg_req_add_header(req, "Allow", allow) < 0)
 		cg_log_warn("could not add the Allow header");
 	cg_req_send_error(req, 405, "method_not_allowed", "method not allowed for this resource",

@@ -1,5 +1,14 @@
-/* router: the const route table of the REST API and the dispatcher that
- * matches a request's method and path against it.
+/* router: the const route table of the REST API -- the one place where every
+ * endpoint declares the role it needs and, when it changes state, its audit
+ * action -- and the dispatcher that matches a request against it and runs
+ * the security pipeline before the handler.
+ *
+ * Pipeline: CORS headers (allowed Origin) -> 414/404/405 -> CORS preflight
+ * (204/403, no authentication) -> routes with min_role CG_ROLE_NONE run at
+ * once (health, ready) -> per-IP rate limit (429) -> authentication
+ * (400/401/503) -> per-credential rate limit (429) -> role (403, audited as
+ * "denied" on state-changing routes) -> handler -> the audit row of a
+ * state-changing request the handler did not audit (failures).
  *
  * Patterns are literal segments and "{name}" parameters ("/activity/{capsule_id}").
  * The raw (still %-encoded) path is split on '/' first and each segment is
@@ -14,6 +23,7 @@
 #ifndef CG_ROUTER_H
 #define CG_ROUTER_H
 
+#include "cg_auth.h"
 #include "handlers.h"
 #include "request.h"
 
@@ -22,6 +32,8 @@
 typedef struct cg_route {
 	const char *method;   /* "GET", "POST", ... */
 	const char *pattern;  /* "/activity/{capsule_id}" */
+	cg_role min_role;     /* CG_ROLE_NONE: open to anyone, no authentication */
+	const char *action;   /* audit action of a state-changing route, else NULL */
 	cg_handler_fn *handler;
 } cg_route;
 

@@ -177,36 +177,27 @@ int cg_activity_create(cg_db *db, const char *tenant, const cg_activity_new *a,
 	params[7] = a->user_id;
 	params[8] = a->metadata;
 
-	rc = cg_db_begin(db);
-	if (rc != CG_DB_OK)
-		return rc;
 	rc = cg_db_exec(db, &res, sql, 9, params);
-	if (rc == CG_DB_EDUP) {
+	if (rc == CG_DB_EDUP)
 		rc = CG_ACT_EEXISTS;
-		goto fail;
-	}
 	if (rc != CG_DB_OK)
-		goto fail;
+		goto out;
 	act = activity_from_text(PQgetvalue(res, 0, 0));
 	if (act == NULL) {
 		rc = CG_DB_ESQL;
-		goto fail;
+		goto out;
 	}
 	rc = cg_event_insert(db, tenant, "activity.created", a->capsule_id, a->user_id, 1,
 			     PQgetvalue(res, 0, 0), &ev);
 	if (rc != CG_DB_OK)
-		goto fail;
-	rc = cg_db_commit(db);
-	if (rc != CG_DB_OK)
-		goto fail;
-	PQclear(res);
+		goto out;
 	*activity = act;
 	*event = ev;
-	return 0;
-fail:
+	act = NULL;
+	ev = NULL;
+out:
 	if (res != NULL)
 		PQclear(res);
-	cg_db_rollback(db);
 	json_object_put(act);
 	json_object_put(ev);
 	return rc;
@@ -237,7 +228,7 @@ int cg_activity_get(cg_db *db, const char *tenant, const char *capsule_id, json_
 
 int cg_activity_cache_key(const char *tenant, const char *capsule_id, char *out, size_t outlen)
 {
-	int n = snprintf(out, outlen, "cg:%s:activity:%s", tenant, capsule_id);
+	int n = snprintf(out, outlen, "cg:{%s}:activity:%s", tenant, capsule_id);
 
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }

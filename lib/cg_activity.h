@@ -50,19 +50,24 @@ int cg_activity_validate_new(json_object *body, cg_activity_new *out, cg_field_e
 /* 1 when `p` is one of the four priorities. */
 int cg_priority_valid(const char *p);
 
-/* Inserts the activity and its "activity.created" outbox event in ONE
- * transaction for `tenant`. On success returns 0 and gives the caller
- * *activity (the PROTOCOLS.md shape, caller puts it) and *event (the outbox
- * event as published to Redis, caller puts it; see cg_event.h).
- * Returns CG_ACT_EEXISTS, or a CG_DB_* code; nothing is written then. */
+/* Inserts the activity and its "activity.created" outbox event inside the
+ * caller's open transaction for `tenant` (cg_db_begin_tenant); the caller
+ * commits, so other rows (audit, idempotency) can share the transaction.
+ * On success returns 0 and gives the caller *activity (the PROTOCOLS.md
+ * shape, caller puts it) and *event (the outbox event as published to
+ * Redis, caller puts it; see cg_event.h). Returns CG_ACT_EEXISTS or a
+ * CG_DB_* code otherwise; the transaction is then aborted and the caller
+ * must roll it back. */
 int cg_activity_create(cg_db *db, const char *tenant, const cg_activity_new *a,
 		       json_object **activity, json_object **event);
 
-/* Reads one activity. Returns 0 with *activity (caller puts it),
- * CG_ACT_ENOTFOUND, or a CG_DB_* code. */
+/* Reads one activity inside the caller's tenant transaction. Returns 0 with
+ * *activity (caller puts it), CG_ACT_ENOTFOUND (also for another tenant's
+ * activity: row-level security hides it), or a CG_DB_* code. */
 int cg_activity_get(cg_db *db, const char *tenant, const char *capsule_id, json_object **activity);
 
-/* Redis key of the cached activity: "cg:<tenant>:activity:<capsule_id>".
+/* Redis key of the cached activity: "cg:{<tenant>}:activity:<capsule_id>"
+ * (braces, which tenant ids cannot contain, end the tenant unambiguously).
  * Returns 0, or -1 when it does not fit. */
 int cg_activity_cache_key(const char *tenant, const char *capsule_id, char *out, size_t outlen);
 

@@ -77,6 +77,19 @@ static const struct cfg_key cfg_keys[] = {
 	S(push_group, "capsule-pushd", 0, CFG_NONEMPTY),
 	S(default_tenant, "default", 0, CFG_NONEMPTY),
 	S(log_level, "info", 0, CFG_NONEMPTY),
+	S(admin_database_url, NULL, 0, 0),
+	S(auth_jwt_hs256_secret, NULL, 0, 0),
+	S(auth_jwt_public_keys, NULL, 0, 0),
+	S(auth_jwt_issuer, NULL, 0, 0),
+	S(auth_jwt_audience, NULL, 0, 0),
+	L(auth_jwt_leeway, 60, 0, 600),
+	S(cors_allowed_origins, NULL, 0, 0),
+	B(rate_limit_enabled, "true"),
+	L(rate_limit_credential_per_minute, 600, 1, 10000000),
+	L(rate_limit_credential_burst, 120, 1, 10000000),
+	L(rate_limit_ip_per_minute, 1200, 1, 10000000),
+	L(rate_limit_ip_burst, 240, 1, 10000000),
+	S(rate_limit_tenant_overrides, NULL, 0, 0),
 };
 
 #undef S
@@ -419,6 +432,20 @@ static int validate(cg_config *cfg, cg_prog prog, char *err, size_t errlen)
 					apns[i].name);
 				return -1;
 			}
+		}
+	}
+	if (is_set(cfg->auth_jwt_hs256_secret) && strlen(cfg->auth_jwt_hs256_secret) < 32) {
+		cg_set_err(err, errlen, "auth_jwt_hs256_secret: must be at least 32 bytes long");
+		return -1;
+	}
+	if (is_set(cfg->auth_jwt_hs256_secret) || is_set(cfg->auth_jwt_public_keys)) {
+		if (!is_set(cfg->auth_jwt_issuer)) {
+			cg_set_err(err, errlen, "auth_jwt_issuer: missing (required when JWT keys are set)");
+			return -1;
+		}
+		if (!is_set(cfg->auth_jwt_audience)) {
+			cg_set_err(err, errlen, "auth_jwt_audience: missing (required when JWT keys are set)");
+			return -1;
 		}
 	}
 	if (fill_instance_id(cfg, err, errlen) < 0)

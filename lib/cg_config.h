@@ -56,6 +56,21 @@ typedef struct cg_config {
 	char *default_tenant;     /* DEFAULT_TENANT, default "default" */
 	/* logging */
 	char *log_level;          /* LOG_LEVEL: debug|info|warn|error, default info */
+	/* security (see doc/security.md) */
+	char *admin_database_url; /* ADMIN_DATABASE_URL: the owner, for capsule-migrate and
+	                           * capsule-admin; default: database_url */
+	char *auth_jwt_hs256_secret; /* AUTH_JWT_HS256_SECRET (>= 32 bytes) for Bearer JWTs */
+	char *auth_jwt_public_keys;  /* AUTH_JWT_PUBLIC_KEYS "kid=/path.pem,kid2=/path2.pem" */
+	char *auth_jwt_issuer;    /* AUTH_JWT_ISSUER: required when a JWT key is set */
+	char *auth_jwt_audience;  /* AUTH_JWT_AUDIENCE: required when a JWT key is set */
+	long auth_jwt_leeway;     /* AUTH_JWT_LEEWAY seconds of clock skew, default 60 */
+	char *cors_allowed_origins; /* CORS_ALLOWED_ORIGINS "https://a.example,https://b.example" */
+	int rate_limit_enabled;   /* RATE_LIMIT_ENABLED, default true */
+	long rate_limit_credential_per_minute; /* default 600 */
+	long rate_limit_credential_burst;      /* default 120 */
+	long rate_limit_ip_per_minute;         /* default 1200 */
+	long rate_limit_ip_burst;              /* default 240 */
+	char *rate_limit_tenant_overrides;     /* "tenant=per_minute/burst,..." per credential */
 } cg_config;
 
 /* Fills `cfg` with defaults, then the file at `path` (NULL: no file; a path

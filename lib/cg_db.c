@@ -389,6 +389,25 @@ int cg_db_begin(cg_db *db)
 	return rc;
 }
 
+int cg_db_begin_tenant(cg_db *db, const char *tenant)
+{
+	const char *params[1] = { tenant };
+	int rc;
+
+	if (tenant == NULL || *tenant == '\0') {
+		if (db != NULL)
+			db_set_err(db, "no tenant given", "");
+		return CG_DB_ESQL;
+	}
+	rc = cg_db_begin(db);
+	if (rc != CG_DB_OK)
+		return rc;
+	rc = cg_db_exec(db, NULL, "SELECT set_config('capsule.tenant', $1, true)", 1, params);
+	if (rc != CG_DB_OK)
+		cg_db_rollback(db);
+	return rc;
+}
+
 int cg_db_commit(cg_db *db)
 {
 	PGresult *r = NULL;

@@ -47,6 +47,12 @@ int cg_db_commit(cg_db *db);
 void cg_db_rollback(cg_db *db);
 int cg_db_in_transaction(const cg_db *db);
 
+/* BEGIN, then set_config('capsule.tenant', tenant, true): until COMMIT or
+ * ROLLBACK the row-level security policies (sql/002_security.sql) admit only
+ * that tenant's rows. Every tenant-scoped access runs inside one. Returns
+ * CG_DB_OK, or a code with no transaction left open. */
+int cg_db_begin_tenant(cg_db *db, const char *tenant);
+
 /* The last error as libpq said it, and its SQLSTATE ("" when none). For logs. */
 const char *cg_db_errmsg(const cg_db *db);
 const char *cg_db_sqlstate(const cg_db *db);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cg_auth.h"
 #include "cg_event.h"
 #include "cg_json.h"
 #include "cg_log.h"
@@ -138,17 +139,28 @@ int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *i
 			     stream_fields, values, id_out, idlen);
 }
 
-int cg_event_mark_published(cg_db *db, const char *event_id, const char *stream_id)
+int cg_event_mark_published(cg_db *db, const char *tenant, const char *event_id, const char *stream_id)
 {
 	const char *params[2] = { event_id, stream_id };
+	int rc = cg_db_begin_tenant(db, tenant);
 
-	return cg_db_exec(db, NULL,
-			  "UPDATE events SET published_at = now(), stream_id = $2"
-			  " WHERE event_id = $1::uuid AND published_at IS NULL",
-			  2, params);
+	if (rc != CG_DB_OK)
+		return rc;
+	rc = cg_db_exec(db, NULL,
+			"UPDATE events SET published_at = now(), stream_id = $2"
+			" WHERE event_id = $1::uuid AND published_at IS NULL",
+			2, params);
+	if (rc != CG_DB_OK) {
+		cg_db_rollback(db);
+		return rc;
+	}
+	return cg_db_commit(db);
 }
 
-int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, int max)
+/* Relays one tenant's unpublished events inside a tenant transaction.
+ * Returns the number published or a negative code. */
+static int relay_tenant(cg_db *db, cg_redis *r, const cg_config *cfg, const char *tenant,
+			int min_age_s, int max)
 {
 	static const char sql[] =
 		"SELECT e.id, " EVENT_JSON_SQL " FROM events e"
@@ -161,7 +173,7 @@ int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, 
 
 	snprintf(agebuf, sizeof agebuf, "%d", min_age_s);
 	snprintf(maxbuf, sizeof maxbuf, "%d", max);
-	rc = cg_db_begin(db);
+	rc = cg_db_begin_tenant(db, tenant);
 	if (rc != CG_DB_OK)
 		return rc;
 	rc = cg_db_exec(db, &res, sql, 2, params);
@@ -199,6 +211,33 @@ fail:
 		PQclear(res);
 	cg_db_rollback(db);
 	return rc;
+}
+
+int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, int max)
+{
+	char agebuf[16];
+	const char *params[1] = { agebuf };
+	PGresult *res = NULL;
+	int rc, i, n, total = 0;
+
+	/* Which tenants have work is the one question asked across tenants
+	 * (a SECURITY DEFINER function); the relaying itself runs under each
+	 * tenant's row-level security. */
+	snprintf(agebuf, sizeof agebuf, "%d", min_age_s);
+	rc = cg_db_exec(db, &res, "SELECT t FROM capsule_unpublished_tenants($1::integer) AS t", 1, params);
+	if (rc != CG_DB_OK)
+		return rc;
+	n = PQntuples(res);
+	for (i = 0; i < n && total < max; i++) {
+		rc = relay_tenant(db, r, cfg, PQgetvalue(res, i, 0), min_age_s, max - total);
+		if (rc < 0) {
+			PQclear(res);
+			return total > 0 ? total : rc;
+		}
+		total += rc;
+	}
+	PQclear(res);
+	return total;
 }
 
 json_object *cg_event_from_stream_entry(const redisReply *entry)
@@ -274,6 +313,7 @@ json_object *cg_event_ws_message(json_object *ev)
 int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id, const char *role)
 {
 	const char *audience = cg_event_str(ev, "user_id");
+	cg_role r;
 
 	if (tenant == NULL || strcmp(cg_event_str(ev, "tenant"), tenant) != 0)
 		return 0;
@@ -281,5 +321,6 @@ int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id
 		return 1;
 	if (user_id != NULL && strcmp(audience, user_id) == 0)
 		return 1;
-	return role != NULL && (strcmp(role, "operator") == 0 || strcmp(role, "admin") == 0);
+	/* operators and every role above them see the whole tenant */
+	return role != NULL && cg_role_parse(role, &r) == 0 && r >= CG_ROLE_OPERATOR;
 }

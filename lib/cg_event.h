@@ -39,7 +39,7 @@ typedef struct cg_event_type {
 /* Looks a type up in the registry; NULL when unknown. */
 const cg_event_type *cg_event_type_find(const char *name);
 
-/* Writes an outbox event row inside the caller's open transaction: type
+/* Writes an outbox event row inside the caller's open tenant transaction: type
  * `type` (must be registered), for `capsule_id` (may be NULL), audience
  * `user_id` (NULL = tenant-wide), activity `version`, `payload_json` (a JSON
  * object text). On success returns 0 and *event (the event object above,
@@ -55,11 +55,13 @@ int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char 
  * code. */
 int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *id_out, size_t idlen);
 
-/* Records in PostgreSQL that event `event_id` reached the stream. */
-int cg_event_mark_published(cg_db *db, const char *event_id, const char *stream_id);
+/* Records in PostgreSQL that event `event_id` of `tenant` reached the
+ * stream (its own short tenant transaction). */
+int cg_event_mark_published(cg_db *db, const char *tenant, const char *event_id, const char *stream_id);
 
 /* Publishes committed events not yet marked published and older than
- * `min_age_s` seconds, oldest first, at most `max` of them. Returns the
+ * `min_age_s` seconds, oldest first per tenant, at most `max` of them; each
+ * tenant's in its own tenant transaction. Returns the
  * number published (>= 0) or a negative CG_DB_ or CG_REDIS_ code. */
 int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, int max);
 
@@ -75,7 +77,7 @@ json_object *cg_event_ws_message(json_object *ev);
 
 /* 1 when a connection of user `user_id` in `tenant` with `role` may see `ev`:
  * same tenant, and the event is tenant-wide, addressed to that user, or the
- * role is "operator"/"admin". */
+ * role is operator or above (cg_auth.h's order). */
 int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id, const char *role);
 
 /* Convenience getters (return "" / 0 when absent). */

@@ -15,8 +15,7 @@
 
 #include "cg_util.h"
 
-/* Fills buf with n bytes from the kernel RNG; 0 or -1. */
-static int random_bytes(unsigned char *buf, size_t n)
+int cg_random_bytes(unsigned char *buf, size_t n)
 {
 	size_t got = 0;
 
@@ -63,7 +62,7 @@ int cg_uuid4(char out[37])
 {
 	unsigned char b[16];
 
-	if (random_bytes(b, sizeof b) < 0) {
+	if (cg_random_bytes(b, sizeof b) < 0) {
 		out[0] = '\0';
 		return -1;
 	}
@@ -83,7 +82,7 @@ int cg_random_id(const char *prefix, char *out, size_t outlen)
 	plen = strlen(prefix);
 	if (!out || outlen < plen + 2 * sizeof b + 1)
 		return -1;
-	if (random_bytes(b, sizeof b) < 0) {
+	if (cg_random_bytes(b, sizeof b) < 0) {
 		out[0] = '\0';
 		return -1;
 	}

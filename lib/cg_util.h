@@ -7,6 +7,9 @@
 #include <stdint.h>
 #include <time.h>
 
+/* Fills buf with n bytes from the kernel RNG. Returns 0 or -1. */
+int cg_random_bytes(unsigned char *buf, size_t n);
+
 /* Writes a random (v4) lowercase UUID, 36 chars + NUL, into out[37].
  * Returns 0, or -1 when the system RNG fails. */
 int cg_uuid4(char out[37]);

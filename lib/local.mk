@@ -3,6 +3,7 @@ noinst_LTLIBRARIES += lib/libcapsule.la
 lib_libcapsule_la_CFLAGS = $(AM_CFLAGS) $(CG_LIB_CFLAGS)
 lib_libcapsule_la_SOURCES = \
 	lib/cg_activity.c lib/cg_activity.h \
+	lib/cg_auth.c lib/cg_auth.h \
 	lib/cg_config.c lib/cg_config.h \
 	lib/cg_db.c lib/cg_db.h \
 	lib/cg_event.c lib/cg_event.h \

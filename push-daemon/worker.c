@@ -28,6 +28,7 @@
 #define RELAY_EVERY_MS 5000
 #define RELAY_MIN_AGE_S 5
 #define RELAY_MAX 100
+#define PURGE_EVERY_MS 600000   /* idempotency keys past their 24 h */
 #define STATUS_EVERY_MS 10000
 #define STATUS_TTL_S 30
 #define STATUS_KEY "cg:pushd:apns"
@@ -54,7 +55,7 @@ typedef struct worker {
 	int outstanding;                   /* jobs not yet back */
 	ack_node *acks;                    /* final events waiting for XACK */
 	pushd_job *deact;                  /* deactivations waiting for PostgreSQL */
-	int64_t next_relay, next_status, next_claim, next_deact;
+	int64_t next_relay, next_status, next_claim, next_deact, next_purge;
 	int redis_down, db_down, relay_failing;
 } worker;
 
@@ -198,6 +199,27 @@ static void job_done(worker *w, pushd_job *job)
 	event_free(ev);
 }
 
+/* Runs one statement in its own transaction for `tenant`: the row-level
+ * security policies admit only that tenant's rows. Returns a CG_DB_* code. */
+static int tenant_exec(worker *w, const char *tenant, PGresult **res, const char *sql,
+		       int n, const char *const *params)
+{
+	int rc = cg_db_begin_tenant(w->db, tenant);
+
+	if (rc != CG_DB_OK)
+		return rc;
+	rc = cg_db_exec(w->db, res, sql, n, params);
+	if (rc == CG_DB_OK)
+		rc = cg_db_commit(w->db);
+	else
+		cg_db_rollback(w->db);
+	if (rc != CG_DB_OK && res != NULL && *res != NULL) {
+		PQclear(*res);
+		*res = NULL;
+	}
+	return rc;
+}
+
 /* Marks the device of `job` inactive, unless it was re-registered after
  * APNs' timestamp (410) or after now. Returns a CG_DB_* code. */
 static int deactivate(worker *w, pushd_job *job)
@@ -222,7 +244,7 @@ static int deactivate(worker *w, pushd_job *job)
 	params[1] = job->device_token;
 	params[2] = reason;
 	params[3] = job->timestamp_ms > 0 ? ts : NULL;
-	rc = cg_db_exec(w->db, &res, sql, 4, params);
+	rc = tenant_exec(w, job->ev->tenant, &res, sql, 4, params);
 	cg_log_set_context(job->ev->event_id);
 	if (rc == CG_DB_OK) {
 		db_ok(w);
@@ -309,6 +331,24 @@ static void run_relay(worker *w)
 
 /* Results, deactivation retries, acknowledgements and the timers. Never
  * reads the stream. */
+/* Deletes idempotency keys older than 24 h, of every tenant (a narrow
+ * SECURITY DEFINER function of 002_security.sql). */
+static void purge_idempotency_keys(worker *w)
+{
+	PGresult *res = NULL;
+	int rc = cg_db_exec(w->db, &res, "SELECT capsule_purge_idempotency_keys()", 0, NULL);
+
+	if (rc == CG_DB_OK) {
+		db_ok(w);
+		if (strcmp(PQgetvalue(res, 0, 0), "0") != 0)
+			cg_log_info("purged %s idempotency key(s) older than 24 h", PQgetvalue(res, 0, 0));
+	} else {
+		db_failed(w, rc, "purging idempotency keys");
+	}
+	if (res != NULL)
+		PQclear(res);
+}
+
 static void housekeeping(worker *w)
 {
 	char ctx[128];
@@ -335,6 +375,10 @@ static void housekeeping(worker *w)
 	if (now >= w->next_relay) {
 		w->next_relay = now + RELAY_EVERY_MS;
 		run_relay(w);
+	}
+	if (now >= w->next_purge) {
+		w->next_purge = now + PURGE_EVERY_MS;
+		purge_idempotency_keys(w);
 	}
 	cg_log_set_context(ctx[0] != '\0' ? ctx : NULL);
 }
@@ -372,7 +416,7 @@ static int select_devices(worker *w, json_object *ev, PGresult **res)
 	params[1] = cg_event_str(ev, "user_id");
 	params[2] = w->cfg->apns_use_sandbox ? "sandbox" : "production";
 	params[3] = limit;
-	return cg_db_exec(w->db, res, sql, 4, params);
+	return tenant_exec(w, params[0], res, sql, 4, params);
 }
 
 /* The event record for `jev` with its APNs payload; NULL on failure. */

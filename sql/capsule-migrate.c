@@ -194,7 +194,10 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
-	db = cg_db_open(cfg.database_url, err, sizeof err);
+	/* Migrations run as the owner (admin_database_url); the programs'
+	 * database_url role may not create or alter anything. */
+	db = cg_db_open(cfg.admin_database_url != NULL ? cfg.admin_database_url : cfg.database_url,
+			err, sizeof err);
 	if (db == NULL) {
 		cg_log_error("database_url: %s", err);
 		goto out;

@@ -21,7 +21,8 @@ CG_UNIT_TESTS = \
 	tests/unit/test_event \
 	tests/unit/test_db \
 	tests/unit/test_redis \
-	tests/unit/test_apns_payload
+	tests/unit/test_apns_payload \
+	tests/unit/test_auth
 check_PROGRAMS += $(CG_UNIT_TESTS)
 TESTS += $(CG_UNIT_TESTS)
 
@@ -56,6 +57,9 @@ tests_unit_test_apns_payload_SOURCES = tests/unit/test_apns_payload.c tests/unit
 	push-daemon/apns_payload.c push-daemon/apns_payload.h
 tests_unit_test_apns_payload_CFLAGS = $(CG_TEST_CFLAGS) -I$(top_srcdir)/push-daemon
 tests_unit_test_apns_payload_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_auth_SOURCES = tests/unit/test_auth.c tests/unit/tap.h
+tests_unit_test_auth_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_auth_LDADD = $(CG_TEST_LDADD)
 
 # Test tools: local stand-ins for the outside world.
 check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client
@@ -65,7 +69,13 @@ tests_tools_fake_apns_LDADD = $(OPENSSL_LIBS) $(NGHTTP2_LIBS) $(JSONC_LIBS)
 tests_tools_ws_client_SOURCES = tests/tools/ws-client.c
 tests_tools_ws_client_CFLAGS = $(AM_CFLAGS) $(LWS_CFLAGS)
 tests_tools_ws_client_LDADD = $(LWS_LIBS)
+check_PROGRAMS += tests/tools/jwt-sign
+tests_tools_jwt_sign_SOURCES = tests/tools/jwt-sign.c
+tests_tools_jwt_sign_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
+tests_tools_jwt_sign_LDADD = $(OPENSSL_LIBS)
 
 # Integration: real PostgreSQL, Redis, lighttpd + spawn-fcgi and both daemons.
 TESTS += tests/integration/e2e.sh
+TESTS += tests/integration/security.sh
 EXTRA_DIST += tests/stack.sh tests/integration/e2e.sh tests/integration/lib.sh
+EXTRA_DIST += tests/integration/security.sh

@@ -108,11 +108,15 @@ stack_start_pg() {
 		start >/dev/null || { cat "$pgdir/postgres.log" >&2; stack_die "PostgreSQL did not start"; return 1; }
 	echo "$bindir" >"$STACK_DIR/pg-bindir"
 	psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 >/dev/null <<-SQL || return 1
-		SELECT 'CREATE ROLE capsule LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'capsule')\gexec
+		SELECT 'CREATE ROLE capsule LOGIN CREATEDB CREATEROLE' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'capsule')\gexec
 		SELECT 'CREATE DATABASE capsule OWNER capsule' WHERE NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = 'capsule')\gexec
 	SQL
-	DATABASE_URL="postgresql://capsule@127.0.0.1:$PG_PORT/capsule"
-	export DATABASE_URL
+	# The owner runs migrations and capsule-admin; the programs connect as
+	# capsule_web, a member of capsule_app (made by stack_app_role after the
+	# migrations), which owns nothing and is subject to row-level security.
+	ADMIN_DATABASE_URL="postgresql://capsule@127.0.0.1:$PG_PORT/capsule"
+	DATABASE_URL="postgresql://capsule_web@127.0.0.1:$PG_PORT/capsule"
+	export ADMIN_DATABASE_URL DATABASE_URL
 	stack_log "PostgreSQL on 127.0.0.1:$PG_PORT"
 }
 
@@ -182,6 +186,34 @@ stack_start_fake_apns() {
 	stack_log "fake APNs on https://127.0.0.1:$APNS_PORT"
 }
 
+# The login role the programs use, once the migrations made capsule_app; and
+# the tenants the tests use besides 'default'.
+stack_app_role() {
+	psql -q -X -h 127.0.0.1 -p "$PG_PORT" -U postgres -d capsule -v ON_ERROR_STOP=1 >/dev/null <<-SQL || return 1
+		SELECT 'CREATE ROLE capsule_web LOGIN' WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'capsule_web')\gexec
+		GRANT capsule_app TO capsule_web;
+		INSERT INTO tenants (tenant_id, name) VALUES ('acme', 'Acme'), ('globex', 'Globex') ON CONFLICT DO NOTHING;
+	SQL
+}
+
+# Keys for Bearer JWTs in tests: an HS256 secret, an RSA key (kid rsa1) and
+# an EC P-256 key (kid ec1).
+stack_make_jwt_keys() {
+	local k="$STACK_DIR/keys"
+	mkdir -p "$k"
+	[ -f "$k/jwt-ec.pem" ] && return 0
+	(
+		cd "$k" || exit 1
+		umask 077
+		openssl rand -hex 32 >"$STACK_DIR/jwt-hs256-secret" &&
+		openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out jwt-rsa.pem &&
+		openssl pkey -in jwt-rsa.pem -pubout -out jwt-rsa-pub.pem &&
+		openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out jwt-ec.pem &&
+		openssl pkey -in jwt-ec.pem -pubout -out jwt-ec-pub.pem
+	) >>"$STACK_DIR/keys.log" 2>&1 || { cat "$STACK_DIR/keys.log" >&2; stack_die "making JWT keys failed"; return 1; }
+	chmod 644 "$k"/jwt-*-pub.pem
+}
+
 # The gateway's config file, shared by the FastCGI program and both daemons.
 stack_write_config() {
 	: "${WS_PORT:=$(stack_free_port)}"
@@ -199,7 +231,16 @@ stack_write_config() {
 	(umask 077; cat >"$CAPSULE_CONFIG") <<-EOF
 		# Written by tests/stack.sh for a throwaway local stack.
 		database_url = $DATABASE_URL
+		admin_database_url = $ADMIN_DATABASE_URL
 		redis_url = $REDIS_URL
+		auth_jwt_hs256_secret = $(cat "$STACK_DIR/jwt-hs256-secret")
+		auth_jwt_public_keys = rsa1=$STACK_DIR/keys/jwt-rsa-pub.pem,ec1=$STACK_DIR/keys/jwt-ec-pub.pem
+		auth_jwt_issuer = https://auth.test.local
+		auth_jwt_audience = capsule-gateway
+		cors_allowed_origins = ${STACK_CORS_ORIGINS:-https://console.test.local}
+		rate_limit_credential_per_minute = ${STACK_RATE_PER_MINUTE:-6000}
+		rate_limit_credential_burst = ${STACK_RATE_BURST:-1000}
+		rate_limit_tenant_overrides = ${STACK_RATE_OVERRIDES:-globex=60/5}
 		ws_jwt_secret = $secret
 		host = 127.0.0.1
 		port = $WS_PORT
@@ -283,9 +324,11 @@ stack_up() {
 	stack_start_pg || return 1
 	stack_start_redis || return 1
 	stack_make_keys || return 1
+	stack_make_jwt_keys || return 1
 	stack_start_fake_apns || return 1
 	stack_write_config || return 1
 	stack_migrate >"$STACK_DIR/migrate.log" 2>&1 || { cat "$STACK_DIR/migrate.log" >&2; stack_die "migration failed"; return 1; }
+	stack_app_role || { stack_die "creating the application role failed"; return 1; }
 	stack_start_wsd || return 1
 	stack_start_pushd || return 1
 	stack_start_web || return 1
@@ -296,9 +339,31 @@ stack_up() {
 		WS_PORT=$WS_PORT
 		APNS_PORT=$APNS_PORT
 		DATABASE_URL=$DATABASE_URL
+		ADMIN_DATABASE_URL=$ADMIN_DATABASE_URL
 		REDIS_URL=$REDIS_URL
 		CAPSULE_CONFIG=$CAPSULE_CONFIG
 	EOF
+}
+
+# stack_up, retried with fresh ports: a port found free can still be taken by
+# another stack (make check runs the suites in parallel) before our server
+# binds it. Ports the caller preset are kept.
+stack_up_retry() {
+	local try preset=""
+	for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT; do
+		[ -n "${!v:-}" ] && preset="$preset $v"
+	done
+	for try in 1 2 3; do
+		stack_up && return 0
+		stack_down
+		stack_remove_pg
+		rm -rf "${STACK_DIR:?}/pg" "$STACK_DIR/pids" "$STACK_DIR"/*.log
+		for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT; do
+			case " $preset " in *" $v "*) ;; *) unset "$v" ;; esac
+		done
+		stack_log "stack start failed (try $try); retrying on other ports"
+	done
+	return 1
 }
 
 # Stops one recorded service: TERM, then KILL after a grace period.

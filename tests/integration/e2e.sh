@@ -9,42 +9,10 @@ BUILD_DIR=${top_builddir:-$SRC_DIR}
 . "$SRC_DIR/tests/stack.sh"
 . "$SRC_DIR/tests/integration/lib.sh"
 
-if [ -n "${CG_SKIP_INTEGRATION:-}" ]; then
-	echo "1..0 # SKIP CG_SKIP_INTEGRATION is set"
-	exit 0
-fi
-for tool in redis-server lighttpd spawn-fcgi psql curl jq openssl; do
-	if ! command -v "$tool" >/dev/null 2>&1; then
-		echo "1..0 # SKIP $tool is not installed (./devstack test installs it)"
-		exit 0
-	fi
-done
-stack_pg_bindir >/dev/null 2>&1 || { echo "1..0 # SKIP PostgreSQL server is not installed"; exit 0; }
-
-STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/capsule-e2e.XXXXXX")
-T_DIR="$STACK_DIR/t"
-mkdir -p "$T_DIR"
-cleanup() {
-	stack_down
-	if [ "$T_FAIL" != 0 ] || [ -n "${CG_KEEP_STACK:-}" ]; then
-		echo "# stack folder kept for inspection: $STACK_DIR" >&2
-	else
-		stack_remove_pg
-		rm -rf "$STACK_DIR"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+it_begin e2e
 
 STACK_LOG_LEVEL=debug
-if ! stack_up 2>"$T_DIR/stack-up.log"; then
-	sed 's/^/# /' "$T_DIR/stack-up.log"
-	for f in "$STACK_DIR"/*.log; do diag "--- $f"; tail -n 20 "$f" | sed 's/^/# /'; done
-	t_result 1 "stack starts"
-	t_done
-	exit 1
-fi
-t_result 0 "stack starts (PostgreSQL, Redis, fake APNs, capsule-wsd, capsule-pushd, lighttpd + spawn-fcgi)"
+it_stack_up "stack starts (PostgreSQL, Redis, fake APNs, capsule-wsd, capsule-pushd, lighttpd + spawn-fcgi)"
 
 WSC="$BUILD_DIR/tests/tools/ws-client"
 WS_URL="ws://127.0.0.1:$HTTP_PORT/ws"   # through lighttpd, same origin as REST
@@ -55,14 +23,20 @@ DEVICE_TOKEN=$(openssl rand -hex 32)
 out=$(stack_migrate 2>&1)
 t_result $? "capsule-migrate runs again without error"
 case "$out" in *"up to date"*) t_result 0 "second migration run applies nothing" ;; *) t_result 1 "second migration run applies nothing"; diag "$out" ;; esac
-is "$(sql "SELECT count(*) FROM schema_migrations")" 1 "schema_migrations records the one migration once"
+N_MIGRATIONS=$(ls "$SRC_DIR"/sql/[0-9][0-9][0-9]_*.sql | wc -l)
+is "$(sql "SELECT count(*) FROM schema_migrations")" "$N_MIGRATIONS" "schema_migrations records each migration once"
 mkdir -p "$T_DIR/sql"
 cp "$SRC_DIR"/sql/*.sql "$T_DIR/sql/"
 printf 'CREATE TABLE half_done (x int);\nSELECT no_such_function();\n' >"$T_DIR/sql/900_broken.sql"
 "$BUILD_DIR/sql/capsule-migrate" -f "$CAPSULE_CONFIG" -s "$T_DIR/sql" >"$T_DIR/migrate-broken.out" 2>&1
 is "$?" 1 "a failing migration makes capsule-migrate exit 1"
-is "$(sql "SELECT count(*) FROM schema_migrations")/$(sql "SELECT to_regclass('half_done') IS NULL")" "1/t" \
+is "$(sql "SELECT count(*) FROM schema_migrations")/$(sql "SELECT to_regclass('half_done') IS NULL")" "$N_MIGRATIONS/t" \
 	"a failing migration leaves nothing behind (not recorded, its first statement rolled back)"
+
+# --- REST callers authenticate (security issue): a publisher of 'default' ---
+http GET /activity/cap_456
+is "$H_STATUS" 401 "a request without credentials answers 401"
+HTTP_AUTH=(-H "Authorization: Bearer $(bearer_token e2e-publisher default publisher)")
 
 # --- WebSocket tokens ---------------------------------------------------------
 http GET "/ws/token?user_id=user_789&device_token=device_abc"
@@ -72,7 +46,10 @@ is "$(jqr .expires_in)" 3600 "token expires_in is 3600"
 http GET "/ws/token?user_id=user_other"
 OTHER_TOKEN=$(jqr .token)
 http GET "/ws/token"
-is "$H_STATUS" 422 "GET /ws/token without user_id answers 422"
+is "$H_STATUS/$(jwt_payload "$(jqr .token)" | jq -r .sub)" "200/e2e-publisher" \
+	"GET /ws/token without user_id mints a token for the caller itself"
+http GET "/ws/token?user_id=bad%20id"
+is "$H_STATUS" 422 "GET /ws/token with an invalid user_id answers 422"
 is "$(jqr .error.field)" user_id "the error names user_id"
 
 # --- an iOS device for user_789 (registration API comes later: SQL for now) --
@@ -162,7 +139,7 @@ t_result $? "push-daemon acknowledged every event it consumed"
 http GET /activity/cap_456
 is "$H_STATUS" 200 "GET /activity/{capsule_id} answers 200"
 is "$(printf '%s' "$H_BODY" | jq -S .activity)" "$(printf '%s' "$CREATED" | jq -S .activity)" "it returns the activity as created (cache)"
-redis-cli -p "$REDIS_PORT" DEL "cg:default:activity:cap_456" >/dev/null
+redis-cli -p "$REDIS_PORT" DEL "cg:{default}:activity:cap_456" >/dev/null
 http GET /activity/cap_456
 is "$(printf '%s' "$H_BODY" | jq -S .activity)" "$(printf '%s' "$CREATED" | jq -S .activity)" "the same from PostgreSQL after the cache entry is gone"
 http GET /activity/cap%5F456

@@ -157,14 +157,14 @@ static void check_cache_key(void)
 	char k[64];
 
 	ok(cg_activity_cache_key("default", "cap_456", k, sizeof k) == 0, "cache key fits");
-	is_str(k, "cg:default:activity:cap_456", "cache key is namespaced by tenant");
+	is_str(k, "cg:{default}:activity:cap_456", "cache key is namespaced by tenant");
 	ok(cg_activity_cache_key("default", "cap_456", k, 10) == -1, "a too small buffer is refused");
 }
 
 static void check_storage(const char *url)
 {
-	char err[256], schema[64];
-	cg_db *db = cg_db_open(url, err, sizeof err);
+	char err[256], dbname[64];
+	cg_db *db = test_database_create(url, "test_activity", dbname, sizeof dbname);
 	const char *body = "{\"capsule_id\":\"cap_x\",\"title\":\"O'Brien; DROP TABLE activities;--\","
 			   "\"user_id\":\"u1\",\"priority\":\"critical\",\"metadata\":{\"a\":{\"b\":[1,2]}}}";
 	json_object *o, *act = NULL, *ev = NULL, *got = NULL, *ev2 = NULL;
@@ -172,16 +172,16 @@ static void check_storage(const char *url)
 	cg_field_error fe;
 	PGresult *res = NULL;
 
-	if (db == NULL || cg_db_ping(db) != CG_DB_OK) {
-		ok(0, "test database reachable");
-		cg_db_close(db);
+	if (!ok(db != NULL, "test database created with every migration")) {
 		return;
 	}
-	ok(test_schema_create(db, "test_activity", schema, sizeof schema) == CG_DB_OK, "schema created");
+	cg_db_exec_script(db, "INSERT INTO tenants (tenant_id, name) VALUES ('acme', 'Acme')");
 
 	o = cg_json_parse_object(body, strlen(body), 32, err, sizeof err);
 	ok(cg_activity_validate_new(o, &a, &fe) == 0, "create body validates");
-	ok(cg_activity_create(db, "default", &a, &act, &ev) == 0, "activity created");
+	ok(cg_db_begin_tenant(db, "default") == CG_DB_OK &&
+	   cg_activity_create(db, "default", &a, &act, &ev) == 0 && cg_db_commit(db) == CG_DB_OK,
+	   "activity created and committed");
 	is_str(json_object_get_string(json_object_object_get(act, "title")), "O'Brien; DROP TABLE activities;--",
 	       "SQL text in a field is stored literally");
 	is_int(json_object_get_int(json_object_object_get(act, "version")), 1, "version starts at 1");
@@ -191,23 +191,27 @@ static void check_storage(const char *url)
 	is_str(cg_event_str(ev, "capsule_id"), "cap_x", "the event names the capsule");
 	ok(strlen(cg_event_str(ev, "event_id")) == 36, "the event has a uuid");
 
+	ok(cg_db_begin_tenant(db, "default") == CG_DB_OK, "tenant transaction");
 	ok(cg_activity_get(db, "default", "cap_x", &got) == 0, "activity read back");
 	is_str(cg_json_compact(got), cg_json_compact(act), "read back equals the created shape");
 	ok(cg_activity_get(db, "default", "nope", &ev2) == CG_ACT_ENOTFOUND, "unknown capsule is not found");
 	ok(cg_activity_create(db, "default", &a, &ev2, &ev2) == CG_ACT_EEXISTS, "same capsule_id again is EEXISTS");
-	ok(!cg_db_in_transaction(db), "no transaction left open after the failure");
+	cg_db_rollback(db);
+	ok(!cg_db_in_transaction(db), "no transaction left open after the rollback");
+	ok(cg_db_begin_tenant(db, "acme") == CG_DB_OK &&
+	   cg_activity_create(db, "acme", &a, &ev2, &got) == 0 && cg_db_commit(db) == CG_DB_OK,
+	   "the same capsule_id is free in another tenant");
+	json_object_put(ev2);
 	ok(cg_db_exec(db, &res, "SELECT (SELECT count(*) FROM activities) || '/' || (SELECT count(*) FROM events)",
-		      0, NULL) == CG_DB_OK && strcmp(PQgetvalue(res, 0, 0), "1/1") == 0,
+		      0, NULL) == CG_DB_OK && strcmp(PQgetvalue(res, 0, 0), "2/2") == 0,
 	   "the failed create wrote neither activity nor event");
 	if (res != NULL)
 		PQclear(res);
-
-	test_schema_drop(db, schema);
+	test_database_drop(url, db, dbname);
 	json_object_put(o);
 	json_object_put(act);
 	json_object_put(ev);
 	json_object_put(got);
-	cg_db_close(db);
 }
 
 int main(void)

@@ -91,6 +91,9 @@ static void check_visibility(void)
 		{ "t1", "", "t2", "u1", "admin", 0, "tenant-wide activity of another tenant, even for an admin" },
 		{ "t1", "u1", "t1", "u2", "operator", 1, "operator sees the tenant's activities" },
 		{ "t1", "u1", "t1", "u2", "admin", 1, "admin sees the tenant's activities" },
+		{ "t1", "u1", "t1", "u2", "publisher", 1, "publisher (above operator) sees the tenant's activities" },
+		{ "t1", "u1", "t1", "u2", "viewer", 0, "viewer sees only its own and tenant-wide activities" },
+		{ "t1", "u1", "t1", "u2", "root", 0, "an unknown role is no role" },
 		{ "t1", "u1", "t2", "u2", "admin", 0, "admin of another tenant" },
 	};
 	size_t i;
@@ -200,19 +203,18 @@ static void check_publish(cg_redis *r, const cg_config *cfg)
 
 /* An event committed but never published (a writer that died) is published
  * by the relay, once. */
-static void check_relay(cg_db *db, cg_redis *r, const cg_config *cfg)
+static void check_relay(const char *url, cg_redis *r, const cg_config *cfg)
 {
-	char schema[64];
+	char dbname[64];
+	cg_db *db = test_database_create(url, "test_event", dbname, sizeof dbname);
 	json_object *ev = NULL, *bogus = NULL;
 	redisReply *rep = NULL;
 	PGresult *res = NULL;
 	int n;
 
-	if (test_schema_create(db, "test_event", schema, sizeof schema) != CG_DB_OK) {
-		ok(0, "schema for the relay test");
+	if (!ok(db != NULL, "test database for the relay"))
 		return;
-	}
-	ok(cg_db_begin(db) == CG_DB_OK &&
+	ok(cg_db_begin_tenant(db, "default") == CG_DB_OK &&
 	   cg_event_insert(db, "default", "activity.created", "cap_r", NULL, 1, "{\"capsule_id\":\"cap_r\"}", &ev) == CG_DB_OK &&
 	   cg_db_commit(db) == CG_DB_OK, "an outbox event is committed and left unpublished");
 	ok(cg_event_insert(db, "default", "bogus.type", NULL, NULL, 1, "{}", &bogus) != CG_DB_OK && bogus == NULL,
@@ -236,7 +238,7 @@ static void check_relay(cg_db *db, cg_redis *r, const cg_config *cfg)
 	if (rep != NULL)
 		freeReplyObject(rep);
 	json_object_put(ev);
-	test_schema_drop(db, schema);
+	test_database_drop(url, db, dbname);
 }
 
 int main(void)
@@ -259,12 +261,8 @@ int main(void)
 		free(cfg.event_stream);
 		cfg.event_stream = strdup(stream);
 		check_publish(r, &cfg);
-		if (dburl != NULL && *dburl != '\0') {
-			cg_db *db = cg_db_open(dburl, err, sizeof err);
-
-			check_relay(db, r, &cfg);
-			cg_db_close(db);
-		}
+		if (dburl != NULL && *dburl != '\0')
+			check_relay(dburl, r, &cfg);
 		cg_redis_del(r, stream);
 		cg_redis_close(r);
 	} else {
