@@ -12,10 +12,12 @@ SRC_DIR=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$SRC_DIR/_build/plain}
 STACK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/capsule-bench.XXXXXX")
 . "$SRC_DIR/tests/stack.sh"
+. "$SRC_DIR/tests/integration/lib.sh"
 trap 'stack_down; stack_remove_pg; rm -rf "$STACK_DIR"' EXIT
-STACK_LOG_LEVEL=warn stack_up 2>/dev/null || { echo "stack did not start" >&2; exit 1; }
+STACK_LOG_LEVEL=warn stack_up_retry 2>/dev/null || { echo "stack did not start" >&2; exit 1; }
 
-tok=$(curl -s "http://127.0.0.1:$HTTP_PORT/ws/token?user_id=bench_user" | jq -r .token)
+AUTH="Authorization: Bearer $(bearer_token bench-publisher default publisher)"
+tok=$(curl -s -H "$AUTH" "http://127.0.0.1:$HTTP_PORT/ws/token?user_id=bench_user" | jq -r .token)
 "$BUILD_DIR/tests/tools/ws-client" --url "ws://127.0.0.1:$HTTP_PORT/ws?token=$tok" --timestamps \
 	--count $((N + 1)) --timeout 600 >"$STACK_DIR/ws.out" 2>&1 &
 client=$!
@@ -24,7 +26,7 @@ for i in $(seq 1 50); do grep -q authenticated "$STACK_DIR/ws.out" && break; sle
 for i in $(seq 1 "$N"); do
 	t0=$(date +%s%6N)
 	tt=$(curl -s -o /dev/null -w '%{time_total}' -X POST "http://127.0.0.1:$HTTP_PORT/create-activity" \
-		-H 'Content-Type: application/json' \
+		-H 'Content-Type: application/json' -H "$AUTH" \
 		-d "{\"capsule_id\":\"bench_$i\",\"title\":\"bench $i\",\"user_id\":\"bench_user\"}")
 	echo "bench_$i $(awk -v t0="$t0" -v tt="$tt" 'BEGIN { printf "%.0f", t0 + tt * 1000000 }')"
 done >"$STACK_DIR/answers"
