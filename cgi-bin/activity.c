@@ -190,7 +190,7 @@ void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 
 	if (cg_change_begin(ctx, req, call, &ch, text, len) != 0)
 		goto out; /* answered: replay, key reused, database down */
-	rc = cg_activity_create(ctx->db, tenant, &a, &activity, &event);
+	rc = cg_activity_create(ctx->db, tenant, &a, call->who->subject, &activity, &event);
 	if (rc != 0) {
 		cg_change_abort(ctx, &ch);
 		if (rc == CG_ACT_EEXISTS)

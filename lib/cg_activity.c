@@ -154,7 +154,7 @@ static json_object *activity_from_text(const char *text)
 }
 
 int cg_activity_create(cg_db *db, const char *tenant, const cg_activity_new *a,
-		       json_object **activity, json_object **event)
+		       const char *actor, json_object **activity, json_object **event)
 {
 	static const char sql[] =
 		"INSERT INTO activities AS a (tenant_id, activity_id, capsule_id, title, message,"
@@ -188,7 +188,7 @@ int cg_activity_create(cg_db *db, const char *tenant, const cg_activity_new *a,
 		goto out;
 	}
 	rc = cg_event_insert(db, tenant, "activity.created", a->capsule_id, a->user_id, 1,
-			     PQgetvalue(res, 0, 0), &ev);
+			     PQgetvalue(res, 0, 0), actor, NULL, &ev);
 	if (rc != CG_DB_OK)
 		goto out;
 	*activity = act;

@@ -51,7 +51,8 @@ int cg_activity_validate_new(json_object *body, cg_activity_new *out, cg_field_e
 int cg_priority_valid(const char *p);
 
 /* Inserts the activity and its "activity.created" outbox event inside the
- * caller's open transaction for `tenant` (cg_db_begin_tenant); the caller
+ * caller's open transaction for `tenant` (cg_db_begin_tenant), recording
+ * `actor` (the caller's subject) on the event; the caller
  * commits, so other rows (audit, idempotency) can share the transaction.
  * On success returns 0 and gives the caller *activity (the PROTOCOLS.md
  * shape, caller puts it) and *event (the outbox event as published to
@@ -59,7 +60,7 @@ int cg_priority_valid(const char *p);
  * CG_DB_* code otherwise; the transaction is then aborted and the caller
  * must roll it back. */
 int cg_activity_create(cg_db *db, const char *tenant, const cg_activity_new *a,
-		       json_object **activity, json_object **event);
+		       const char *actor, json_object **activity, json_object **event);
 
 /* Reads one activity inside the caller's tenant transaction. Returns 0 with
  * *activity (caller puts it), CG_ACT_ENOTFOUND (also for another tenant's

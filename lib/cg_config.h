@@ -49,6 +49,10 @@ typedef struct cg_config {
 	/* REST */
 	long max_body_bytes;      /* MAX_BODY_BYTES, default 1 MiB */
 	long cache_ttl;           /* CACHE_TTL seconds for cached activities, default 300 */
+	long max_title_chars;     /* MAX_TITLE_CHARS (UTF-8 characters), default 500 */
+	long max_message_bytes;   /* MAX_MESSAGE_BYTES, default 65536 */
+	long max_metadata_bytes;  /* MAX_METADATA_BYTES (compact JSON), default 65536 */
+	long max_metadata_depth;  /* MAX_METADATA_DEPTH, default 16 */
 	/* events */
 	char *event_stream;       /* EVENT_STREAM Redis stream key, default "cg:events" */
 	long event_stream_maxlen; /* EVENT_STREAM_MAXLEN (approximate), default 1000000 */

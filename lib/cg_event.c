@@ -82,13 +82,13 @@ static json_object *event_from_text(const char *text)
 
 int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char *capsule_id,
 		    const char *user_id, long long version, const char *payload_json,
-		    json_object **event)
+		    const char *actor, const char *cause_json, json_object **event)
 {
 	static const char sql[] =
-		"INSERT INTO events AS e (tenant_id, type, capsule_id, user_id, version, payload)"
-		" VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING " EVENT_JSON_SQL;
+		"INSERT INTO events AS e (tenant_id, type, capsule_id, user_id, version, payload, actor, cause)"
+		" VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb) RETURNING " EVENT_JSON_SQL;
 	char vbuf[24];
-	const char *params[6];
+	const char *params[8];
 	PGresult *res = NULL;
 	int rc;
 
@@ -104,7 +104,9 @@ int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char 
 	params[3] = user_id;
 	params[4] = vbuf;
 	params[5] = payload_json;
-	rc = cg_db_exec(db, &res, sql, 6, params);
+	params[6] = actor;
+	params[7] = cause_json;
+	rc = cg_db_exec(db, &res, sql, 8, params);
 	if (rc != CG_DB_OK)
 		goto out;
 	if (PQntuples(res) != 1) {

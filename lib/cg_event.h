@@ -39,15 +39,17 @@ typedef struct cg_event_type {
 /* Looks a type up in the registry; NULL when unknown. */
 const cg_event_type *cg_event_type_find(const char *name);
 
-/* Writes an outbox event row inside the caller's open tenant transaction: type
- * `type` (must be registered), for `capsule_id` (may be NULL), audience
+/* Writes an outbox event row inside the caller's open tenant transaction:
+ * type `type` (must be registered), for `capsule_id` (may be NULL), audience
  * `user_id` (NULL = tenant-wide), activity `version`, `payload_json` (a JSON
- * object text). On success returns 0 and *event (the event object above,
- * caller puts it); else a CG_DB_* code (-EINVAL style CG_DB_ESQL for an
- * unknown type). */
+ * object text), `actor` (who caused it: the caller's subject; NULL for the
+ * system) and `cause_json` (NULL, or a JSON object text saying why, e.g.
+ * {"fields":["state"]} or {"action":{...}}; shown by the history endpoint).
+ * On success returns 0 and *event (the event object above, caller puts it);
+ * else a CG_DB_* code (CG_DB_ESQL for an unknown type). */
 int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char *capsule_id,
 		    const char *user_id, long long version, const char *payload_json,
-		    json_object **event);
+		    const char *actor, const char *cause_json, json_object **event);
 
 /* Publishes `ev` to the event stream (XADD with fields event_id, type,
  * tenant, user_id, capsule_id, version, created_at, data). On success writes

@@ -1,6 +1,6 @@
 # Schema migrations and the program that applies them.
 sqldir = $(pkgdatadir)/sql
-dist_sql_DATA = sql/001_initial.sql sql/002_security.sql
+dist_sql_DATA = sql/001_initial.sql sql/002_security.sql sql/003_api.sql
 
 sbin_PROGRAMS += sql/capsule-migrate
 sql_capsule_migrate_SOURCES = sql/capsule-migrate.c

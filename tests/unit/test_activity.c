@@ -180,7 +180,7 @@ static void check_storage(const char *url)
 	o = cg_json_parse_object(body, strlen(body), 32, err, sizeof err);
 	ok(cg_activity_validate_new(o, &a, &fe) == 0, "create body validates");
 	ok(cg_db_begin_tenant(db, "default") == CG_DB_OK &&
-	   cg_activity_create(db, "default", &a, &act, &ev) == 0 && cg_db_commit(db) == CG_DB_OK,
+	   cg_activity_create(db, "default", &a, "tester", &act, &ev) == 0 && cg_db_commit(db) == CG_DB_OK,
 	   "activity created and committed");
 	is_str(json_object_get_string(json_object_object_get(act, "title")), "O'Brien; DROP TABLE activities;--",
 	       "SQL text in a field is stored literally");
@@ -195,14 +195,14 @@ static void check_storage(const char *url)
 	ok(cg_activity_get(db, "default", "cap_x", &got) == 0, "activity read back");
 	is_str(cg_json_compact(got), cg_json_compact(act), "read back equals the created shape");
 	ok(cg_activity_get(db, "default", "nope", &ev2) == CG_ACT_ENOTFOUND, "unknown capsule is not found");
-	ok(cg_activity_create(db, "default", &a, &ev2, &ev2) == CG_ACT_EEXISTS, "same capsule_id again is EEXISTS");
+	ok(cg_activity_create(db, "default", &a, "tester", &ev2, &ev2) == CG_ACT_EEXISTS, "same capsule_id again is EEXISTS");
 	cg_db_rollback(db);
 	ok(!cg_db_in_transaction(db), "no transaction left open after the rollback");
 	{
 		json_object *act2 = NULL, *ev3 = NULL;
 
 		ok(cg_db_begin_tenant(db, "acme") == CG_DB_OK &&
-		   cg_activity_create(db, "acme", &a, &act2, &ev3) == 0 && cg_db_commit(db) == CG_DB_OK,
+		   cg_activity_create(db, "acme", &a, "tester", &act2, &ev3) == 0 && cg_db_commit(db) == CG_DB_OK,
 		   "the same capsule_id is free in another tenant");
 		json_object_put(act2);
 		json_object_put(ev3);

@@ -215,9 +215,9 @@ static void check_relay(const char *url, cg_redis *r, const cg_config *cfg)
 	if (!ok(db != NULL, "test database for the relay"))
 		return;
 	ok(cg_db_begin_tenant(db, "default") == CG_DB_OK &&
-	   cg_event_insert(db, "default", "activity.created", "cap_r", NULL, 1, "{\"capsule_id\":\"cap_r\"}", &ev) == CG_DB_OK &&
+	   cg_event_insert(db, "default", "activity.created", "cap_r", NULL, 1, "{\"capsule_id\":\"cap_r\"}", NULL, NULL, &ev) == CG_DB_OK &&
 	   cg_db_commit(db) == CG_DB_OK, "an outbox event is committed and left unpublished");
-	ok(cg_event_insert(db, "default", "bogus.type", NULL, NULL, 1, "{}", &bogus) != CG_DB_OK && bogus == NULL,
+	ok(cg_event_insert(db, "default", "bogus.type", NULL, NULL, 1, "{}", NULL, NULL, &bogus) != CG_DB_OK && bogus == NULL,
 	   "an unregistered type cannot be written");
 	is_int(cg_event_relay(db, r, cfg, 60, 10), 0, "the relay leaves events younger than min_age alone");
 	n = cg_event_relay(db, r, cfg, 0, 10);
