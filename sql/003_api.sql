@@ -14,7 +14,8 @@ CREATE INDEX activities_tenant_category_created
 -- start a Live Activity on it.
 ALTER TABLE devices
     ADD COLUMN push_to_start_token text
-        CHECK (push_to_start_token IS NULL OR push_to_start_token ~ '^[0-9a-fA-F]{1,4096}$'),
+        CHECK (push_to_start_token IS NULL
+               OR (push_to_start_token ~ '^[0-9a-fA-F]+$' AND length(push_to_start_token) <= 4096)),
     ADD COLUMN push_to_start_updated_at timestamptz;
 
 -- The push token of a running Live Activity, per activity and device. APNs
@@ -24,7 +25,8 @@ CREATE TABLE live_activity_tokens (
     tenant_id   text NOT NULL REFERENCES tenants (tenant_id),
     capsule_id  text NOT NULL,
     device_id   bigint NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
-    push_token  text NOT NULL CHECK (push_token ~ '^[0-9a-fA-F]{1,4096}$'),
+    push_token  text NOT NULL
+                CHECK (push_token ~ '^[0-9a-fA-F]+$' AND length(push_token) <= 4096),
     active      boolean NOT NULL DEFAULT true,
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
