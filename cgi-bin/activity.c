@@ -1,6 +1,7 @@
-/* activity: POST /create-activity and GET /activity/{capsule_id}.
+/* activity: POST /create-activity, GET /activity/{capsule_id}, PUT /update
+ * and POST /action.
  *
- * Both run as the authenticated caller: every database access inside a
+ * All run as the authenticated caller: every database access inside a
  * transaction of the caller's tenant (row-level security hides every other
  * tenant's rows, so another tenant's capsule_id is simply not found), and
  * the cache key carries the caller's tenant. */
@@ -16,13 +17,16 @@
 #include "cg_json.h"
 #include "cg_log.h"
 #include "cg_redis.h"
+#include "cg_state.h"
 #include "cg_util.h"
 #include "change.h"
 #include "handlers.h"
 
-/* Nesting allowed in a request body (metadata itself is held to
- * CG_METADATA_DEPTH by the validator) and in a cached activity. */
-#define BODY_JSON_DEPTH 32
+/* Nesting the parser accepts in a request body and a cached activity:
+ * room for the largest configurable metadata depth (64) inside them, so
+ * that the validator, not the parser, refuses a too deep metadata (422
+ * naming the field). */
+#define BODY_JSON_DEPTH (64 + 8)
 /* "cg:{" tenant (<= 64) "}:activity:" capsule_id (<= 255) */
 #define CACHE_KEY_MAX 512
 
@@ -61,22 +65,17 @@ void cg_call_set_target(cg_call *call, const char *target)
 	snprintf(call->target, sizeof call->target, "%s", target != NULL ? target : "");
 }
 
-/* SET the cached copy of `activity`. Failures only cost a later miss. */
-static void cache_put(cg_ctx *ctx, const char *tenant, const char *capsule_id,
-		      json_object *activity)
+/* Stores `activity` in the cache unless a newer copy is there (the one
+ * version-guarded store of lib). Failures only cost a later miss. */
+static void cache_store(cg_ctx *ctx, const char *tenant, json_object *activity)
 {
-	char key[CACHE_KEY_MAX];
-	const char *val;
-	int rc;
+	int rc = cg_activity_cache_store(ctx->redis, ctx->cfg, tenant, activity);
 
-	if (cg_activity_cache_key(tenant, capsule_id, key, sizeof key) < 0)
-		return;
-	val = cg_json_compact(activity);
-	if (val == NULL)
-		return;
-	rc = cg_redis_setex(ctx->redis, key, val, strlen(val), ctx->cfg->cache_ttl);
-	if (rc != CG_REDIS_OK)
-		cg_log_debug("cache SET %s: %s", key, cg_redis_strerror(rc));
+	if (rc < 0)
+		cg_log_debug("cache store: %s", rc == -1 ? "activity without capsule_id or version"
+							 : cg_redis_strerror(rc));
+	else if (rc == 0)
+		cg_log_debug("cache store: a copy as new or newer is cached");
 }
 
 static void count(cg_ctx *ctx, const char *key)
@@ -131,8 +130,8 @@ static void send_conflict(cg_ctx *ctx, cg_req *req, const char *tenant, const cg
 /* After the commit: publish the event, record that, refresh the cache. A
  * failure here never fails the request: the event is committed and the
  * relay in push-daemon publishes what was not marked published. */
-static void after_commit(cg_ctx *ctx, const char *tenant, const cg_activity_new *a,
-			 json_object *activity, json_object *event)
+static void after_commit(cg_ctx *ctx, const char *tenant, json_object *activity,
+			 json_object *event)
 {
 	const char *event_id = cg_event_str(event, "event_id");
 	char stream_id[64];
@@ -149,7 +148,39 @@ static void after_commit(cg_ctx *ctx, const char *tenant, const cg_activity_new 
 				    "the relay may publish it again", event_id, stream_id,
 				    cg_db_strerror(rc));
 	}
-	cache_put(ctx, tenant, a->capsule_id, activity);
+	cache_store(ctx, tenant, activity);
+}
+
+/* Reads the JSON object body of a state-changing request: 415 unless the
+ * Content-Type is application/json, 413/400 from cg_req_body, 400 when it
+ * is not one JSON object. Returns 0 with *body (caller puts it), *text and
+ * *len, or -1 when answered. */
+static int read_json_body(cg_req *req, const char **text, size_t *len, json_object **body)
+{
+	char err[160], msg[200];
+
+	*body = NULL;
+	if (!is_json_media_type(cg_req_header(req, "Content-Type"))) {
+		cg_req_send_error(req, 415, "unsupported_media_type",
+				  "Content-Type must be application/json", NULL);
+		return -1;
+	}
+	if (cg_req_body(req, text, len) < 0)
+		return -1; /* answered */
+	err[0] = '\0';
+	*body = cg_json_parse_object(*text, *len, BODY_JSON_DEPTH, err, sizeof err);
+	if (*body == NULL) {
+		snprintf(msg, sizeof msg, "malformed JSON: %s", err[0] != '\0' ? err : "not an object");
+		cg_req_send_error(req, 400, "malformed_json", msg, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+static void send_validation_error(cg_req *req, const cg_field_error *fe)
+{
+	cg_req_send_error(req, 422, fe->code != NULL ? fe->code : "validation_failed",
+			  fe->message != NULL ? fe->message : "invalid request", fe->field);
 }
 
 void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
@@ -158,32 +189,19 @@ void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 	json_object *body = NULL, *activity = NULL, *event = NULL, *resp = NULL;
 	cg_activity_new a;
 	cg_field_error fe;
+	cg_limits lim;
 	cg_change ch;
 	const char *text, *resp_text;
 	size_t len;
-	char err[160], msg[200];
 	int rc;
 
 	memset(&ch, 0, sizeof ch);
-	if (!is_json_media_type(cg_req_header(req, "Content-Type"))) {
-		cg_req_send_error(req, 415, "unsupported_media_type",
-				  "Content-Type must be application/json", NULL);
-		goto out;
-	}
-	if (cg_req_body(req, &text, &len) < 0)
+	if (read_json_body(req, &text, &len, &body) < 0)
 		goto out; /* answered */
-	err[0] = '\0';
-	body = cg_json_parse_object(text, len, BODY_JSON_DEPTH, err, sizeof err);
-	if (body == NULL) {
-		snprintf(msg, sizeof msg, "malformed JSON: %s", err[0] != '\0' ? err : "not an object");
-		cg_req_send_error(req, 400, "malformed_json", msg, NULL);
-		goto out;
-	}
-	memset(&a, 0, sizeof a);
+	cg_limits_from_config(ctx->cfg, &lim);
 	memset(&fe, 0, sizeof fe);
-	if (cg_activity_validate_new(body, &a, &fe) < 0) {
-		cg_req_send_error(req, 422, fe.code != NULL ? fe.code : "validation_failed",
-				  fe.message != NULL ? fe.message : "invalid request", fe.field);
+	if (cg_activity_validate_new(body, &lim, &a, &fe) < 0) {
+		send_validation_error(req, &fe);
 		goto out;
 	}
 	cg_call_set_target(call, a.capsule_id);
@@ -210,7 +228,7 @@ void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 		goto out; /* answered */
 	cg_log_info("created activity capsule_id=%s event_id=%s by %s", a.capsule_id,
 		    cg_event_str(event, "event_id"), call->who->subject);
-	after_commit(ctx, tenant, &a, activity, event);
+	after_commit(ctx, tenant, activity, event);
 	cg_req_send_text(req, 201, resp_text, strlen(resp_text));
 out:
 	cg_change_free(ctx, &ch);
@@ -296,8 +314,9 @@ void cg_handle_get_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 			cg_send_db_error(ctx, req, rc, "get activity");
 			goto out;
 		}
+		/* Guarded: a copy a writer stored meanwhile is newer and stays. */
 		if (have_key)
-			cache_put(ctx, tenant, id, activity);
+			cache_store(ctx, tenant, activity);
 	}
 	resp = wrap(activity, "activity", 0);
 	if (resp == NULL) {
@@ -308,4 +327,163 @@ void cg_handle_get_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 out:
 	json_object_put(resp);
 	json_object_put(activity);
+}
+
+/* Answers a refused or failed change of an activity. `current` is the
+ * unchanged activity (for EFINAL / ETRANSITION, may be NULL), `to` the
+ * state asked for and `field` the request member that asked for it. */
+static void send_change_error(cg_ctx *ctx, cg_req *req, int rc, json_object *current,
+			      const char *to, const char *field, const char *what)
+{
+	const char *from = cg_event_str(current, "state");
+	char msg[200];
+
+	switch (rc) {
+	case CG_ACT_ENOTFOUND:
+		cg_req_send_error(req, 404, "not_found", "activity not found", NULL);
+		break;
+	case CG_ACT_EFINAL:
+		snprintf(msg, sizeof msg, "the activity is %s, a final state: nothing may change it",
+			 from[0] != '\0' ? from : "in a final state");
+		cg_req_send_error(req, 409, "final_state", msg, NULL);
+		break;
+	case CG_ACT_ETRANSITION:
+		snprintf(msg, sizeof msg, "the state machine does not allow a move from %s to %s",
+			 from[0] != '\0' ? from : "its state", to != NULL ? to : "that state");
+		cg_req_send_error(req, 409, "invalid_transition", msg, field);
+		break;
+	case CG_ACT_ELIMIT:
+		snprintf(msg, sizeof msg, "metadata must be at most %ld bytes (after the merge)",
+			 ctx->cfg->max_metadata_bytes);
+		cg_req_send_error(req, 422, "validation_failed", msg, "metadata");
+		break;
+	default:
+		cg_send_db_error(ctx, req, rc, what);
+		break;
+	}
+}
+
+void cg_handle_update_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
+{
+	const char *tenant = call->who->tenant;
+	json_object *body = NULL, *activity = NULL, *event = NULL, *resp = NULL;
+	cg_activity_patch p;
+	cg_field_error fe;
+	cg_limits lim;
+	cg_change ch;
+	const char *text, *resp_text;
+	size_t len;
+	int rc;
+
+	memset(&ch, 0, sizeof ch);
+	if (read_json_body(req, &text, &len, &body) < 0)
+		goto out; /* answered */
+	cg_limits_from_config(ctx->cfg, &lim);
+	memset(&fe, 0, sizeof fe);
+	if (cg_activity_validate_update(body, &lim, &p, &fe) < 0) {
+		send_validation_error(req, &fe);
+		goto out;
+	}
+	cg_call_set_target(call, p.capsule_id);
+
+	if (cg_change_begin(ctx, req, call, &ch, text, len) != 0)
+		goto out; /* answered: replay, key reused, database down */
+	rc = cg_activity_update(ctx->db, tenant, &p, call->who->subject, &activity, &event);
+	if (rc != 0) {
+		cg_change_abort(ctx, &ch);
+		send_change_error(ctx, req, rc, activity, p.state, "state", "update activity");
+		goto out;
+	}
+	resp = wrap(activity, "activity", 1);
+	resp_text = resp != NULL ? cg_json_compact(resp) : NULL;
+	if (resp_text == NULL) {
+		cg_change_abort(ctx, &ch);
+		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
+		goto out;
+	}
+	if (cg_change_commit(ctx, req, call, &ch, 200, resp_text) != 0)
+		goto out; /* answered */
+	cg_log_info("updated activity capsule_id=%s version=%lld event_id=%s by %s", p.capsule_id,
+		    cg_event_int(event, "version"), cg_event_str(event, "event_id"),
+		    call->who->subject);
+	after_commit(ctx, tenant, activity, event);
+	cg_req_send_text(req, 200, resp_text, strlen(resp_text));
+out:
+	cg_change_free(ctx, &ch);
+	json_object_put(resp);
+	json_object_put(event);
+	json_object_put(activity);
+	json_object_put(body);
+}
+
+/* {"success": true, "action": {...}, "activity": {...}} holding new
+ * references; NULL when memory runs out. */
+static json_object *action_answer(json_object *action, json_object *activity)
+{
+	json_object *o = wrap(action, "action", 1);
+
+	if (o == NULL)
+		return NULL;
+	if (json_object_object_add(o, "activity", json_object_get(activity)) != 0) {
+		json_object_put(activity);
+		json_object_put(o);
+		return NULL;
+	}
+	return o;
+}
+
+void cg_handle_action(cg_ctx *ctx, cg_req *req, cg_call *call)
+{
+	const char *tenant = call->who->tenant;
+	json_object *body = NULL, *action = NULL, *activity = NULL, *event = NULL, *resp = NULL;
+	cg_action_req a;
+	cg_field_error fe;
+	cg_limits lim;
+	cg_change ch;
+	const char *text, *resp_text;
+	size_t len;
+	int rc;
+
+	memset(&ch, 0, sizeof ch);
+	if (read_json_body(req, &text, &len, &body) < 0)
+		goto out; /* answered */
+	cg_limits_from_config(ctx->cfg, &lim);
+	memset(&fe, 0, sizeof fe);
+	if (cg_activity_validate_action(body, &lim, &a, &fe) < 0) {
+		send_validation_error(req, &fe);
+		goto out;
+	}
+	cg_call_set_target(call, a.capsule_id);
+
+	if (cg_change_begin(ctx, req, call, &ch, text, len) != 0)
+		goto out; /* answered: replay, key reused, database down */
+	rc = cg_activity_act(ctx->db, tenant, &a, call->who->subject, &action, &activity, &event);
+	if (rc != 0) {
+		cg_change_abort(ctx, &ch);
+		send_change_error(ctx, req, rc, activity, cg_action_target(a.action_type),
+				  "action_type", "action");
+		goto out;
+	}
+	resp = action_answer(action, activity);
+	resp_text = resp != NULL ? cg_json_compact(resp) : NULL;
+	if (resp_text == NULL) {
+		cg_change_abort(ctx, &ch);
+		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
+		goto out;
+	}
+	if (cg_change_commit(ctx, req, call, &ch, 200, resp_text) != 0)
+		goto out; /* answered */
+	cg_log_info("action %s %s on capsule_id=%s version=%lld event_id=%s by %s",
+		    cg_event_str(action, "action_id"), a.action_type, a.capsule_id,
+		    cg_event_int(event, "version"), cg_event_str(event, "event_id"),
+		    call->who->subject);
+	after_commit(ctx, tenant, activity, event);
+	cg_req_send_text(req, 200, resp_text, strlen(resp_text));
+out:
+	cg_change_free(ctx, &ch);
+	json_object_put(resp);
+	json_object_put(event);
+	json_object_put(activity);
+	json_object_put(action);
+	json_object_put(body);
 }

@@ -84,6 +84,12 @@ void cg_send_db_error(cg_ctx *ctx, cg_req *req, int rc, const char *what);
 /* activity.c */
 void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call);
 void cg_handle_get_activity(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_update_activity(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_action(cg_ctx *ctx, cg_req *req, cg_call *call);
+
+/* activities.c */
+void cg_handle_activities(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_statistics(cg_ctx *ctx, cg_req *req, cg_call *call);
 
 /* health.c */
 void cg_handle_health(cg_ctx *ctx, cg_req *req, cg_call *call);
@@ -94,5 +100,17 @@ void cg_handle_ws_token(cg_ctx *ctx, cg_req *req, cg_call *call);
 
 /* admin_audit.c */
 void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call);
+
+/* devices.c */
+void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_device_list(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_device_delete(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_device_push_to_start(cg_ctx *ctx, cg_req *req, cg_call *call);
+
+/* live_activity.c */
+void cg_handle_live_activity_token(cg_ctx *ctx, cg_req *req, cg_call *call);
+
+/* history.c */
+void cg_handle_activity_history(cg_ctx *ctx, cg_req *req, cg_call *call);
 
 #endif

@@ -21,11 +21,26 @@ static const cg_route routes[] = {
 	{ "POST", "/create-activity", CG_ROLE_PUBLISHER, "activity.create",
 	  cg_handle_create_activity },
 	{ "GET", "/activity/{capsule_id}", CG_ROLE_VIEWER, NULL, cg_handle_get_activity },
+	{ "PUT", "/update", CG_ROLE_OPERATOR, "activity.update", cg_handle_update_activity },
+	{ "POST", "/action", CG_ROLE_OPERATOR, "action.create", cg_handle_action },
+	{ "GET", "/activities", CG_ROLE_VIEWER, NULL, cg_handle_activities },
+	{ "GET", "/statistics", CG_ROLE_VIEWER, NULL, cg_handle_statistics },
 	{ "GET", "/health", CG_ROLE_NONE, NULL, cg_handle_health },
 	{ "GET", "/ready", CG_ROLE_NONE, NULL, cg_handle_ready },
 	/* viewer and operator only for themselves: see ws_token.c */
 	{ "GET", "/ws/token", CG_ROLE_VIEWER, NULL, cg_handle_ws_token },
+	{ "POST", "/api/v1/activities/{capsule_id}/live-activity-tokens", CG_ROLE_VIEWER,
+	  "live_activity.token", cg_handle_live_activity_token },
+	{ "GET", "/api/v1/activities/{capsule_id}/events", CG_ROLE_VIEWER, NULL,
+	  cg_handle_activity_history },
 	{ "GET", "/api/v1/admin/audit", CG_ROLE_ADMIN, NULL, cg_handle_admin_audit },
+	/* devices: each caller registers, sees and deletes only its own */
+	{ "POST", "/api/v1/devices", CG_ROLE_VIEWER, "device.register", cg_handle_device_register },
+	{ "GET", "/api/v1/devices", CG_ROLE_VIEWER, NULL, cg_handle_device_list },
+	{ "DELETE", "/api/v1/devices/{device_id}", CG_ROLE_VIEWER, "device.delete",
+	  cg_handle_device_delete },
+	{ "PUT", "/api/v1/devices/{device_id}/push-to-start-token", CG_ROLE_VIEWER,
+	  "device.push_to_start", cg_handle_device_push_to_start },
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])

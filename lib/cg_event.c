@@ -28,7 +28,7 @@ static const char *const stream_fields[] = {
 
 /* Largest event payload accepted back from the stream (1 MiB + envelope). */
 #define EVENT_DATA_MAX (1024 * 1024 + 4096)
-#define EVENT_DATA_DEPTH 64
+#define EVENT_DATA_DEPTH (64 + 8) /* max_metadata_depth may be 64; the activity wraps it */
 
 /* The event object as PostgreSQL builds it from an events row `e`: every
  * reader (the writer's RETURNING and the relay) uses this one expression. */

@@ -14,7 +14,7 @@ CREATE TABLE activities (
     tenant_id   text NOT NULL REFERENCES tenants (tenant_id),
     activity_id text NOT NULL CHECK (length(activity_id) BETWEEN 1 AND 255),
     capsule_id  text NOT NULL CHECK (length(capsule_id) BETWEEN 1 AND 255),
-    title       text NOT NULL CHECK (length(title) BETWEEN 1 AND 500),
+    title       text NOT NULL CHECK (length(title) >= 1), -- bound: max_title_chars
     message     text NOT NULL DEFAULT '',
     state       text NOT NULL DEFAULT 'active'
                 CHECK (state IN ('active', 'investigating', 'mitigating', 'approved',

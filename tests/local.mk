@@ -22,7 +22,10 @@ CG_UNIT_TESTS = \
 	tests/unit/test_db \
 	tests/unit/test_redis \
 	tests/unit/test_apns_payload \
-	tests/unit/test_auth
+	tests/unit/test_auth \
+	tests/unit/test_device \
+	tests/unit/test_state \
+	tests/unit/test_query
 check_PROGRAMS += $(CG_UNIT_TESTS)
 TESTS += $(CG_UNIT_TESTS)
 
@@ -60,6 +63,15 @@ tests_unit_test_apns_payload_LDADD = $(CG_TEST_LDADD)
 tests_unit_test_auth_SOURCES = tests/unit/test_auth.c tests/unit/tap.h
 tests_unit_test_auth_CFLAGS = $(CG_TEST_CFLAGS)
 tests_unit_test_auth_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_device_SOURCES = tests/unit/test_device.c tests/unit/tap.h tests/unit/test_schema.h
+tests_unit_test_device_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_device_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_state_SOURCES = tests/unit/test_state.c tests/unit/tap.h
+tests_unit_test_state_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_state_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_query_SOURCES = tests/unit/test_query.c tests/unit/tap.h tests/unit/test_schema.h
+tests_unit_test_query_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_query_LDADD = $(CG_TEST_LDADD)
 
 # Test tools: local stand-ins for the outside world.
 check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client
@@ -77,5 +89,11 @@ tests_tools_jwt_sign_LDADD = $(OPENSSL_LIBS)
 # Integration: real PostgreSQL, Redis, lighttpd + spawn-fcgi and both daemons.
 TESTS += tests/integration/e2e.sh
 TESTS += tests/integration/security.sh
+TESTS += tests/integration/api.sh
 EXTRA_DIST += tests/stack.sh tests/integration/e2e.sh tests/integration/lib.sh
 EXTRA_DIST += tests/integration/security.sh
+EXTRA_DIST += tests/integration/api.sh
+# The same suites run behind lighttpd, Apache and nginx (STACK_WEB); paths.sh
+# checks what the program sees of a request through each.
+TESTS += tests/integration/paths.sh
+EXTRA_DIST += tests/integration/paths.sh

@@ -7,9 +7,10 @@
 #   STACK_DIR   folder for all state (created if missing)
 #   BUILD_DIR   build tree holding the programs (cgi-bin/capsule-gateway.fcgi, ...)
 #   SRC_DIR     source tree (sql/, etc/)
-# and may preset the ports (PG_PORT, REDIS_PORT, HTTP_PORT, WS_PORT, APNS_PORT);
-# unset ones get a free port. stack_up starts everything; stack_down stops
-# everything recorded in $STACK_DIR/pids.
+# and may preset the ports (PG_PORT, REDIS_PORT, HTTP_PORT, WS_PORT, APNS_PORT,
+# FCGI_PORT); unset ones get a free port. STACK_WEB picks the web server in
+# front of the FastCGI program: lighttpd (default), apache or nginx. stack_up
+# starts everything; stack_down stops everything recorded in $STACK_DIR/pids.
 
 STACK_APNS_TEAM_ID=${STACK_APNS_TEAM_ID:-TEAM123456}
 STACK_APNS_KEY_ID=${STACK_APNS_KEY_ID:-KEY1234567}
@@ -21,11 +22,18 @@ stack_log() { printf '[stack] %s\n' "$*" >&2; }
 stack_die() { printf '[stack] error: %s\n' "$*" >&2; return 1; }
 
 # A TCP port on 127.0.0.1 that nothing listens on (and that this stack has
-# not handed out yet).
+# not handed out yet). Taken below the kernel's ephemeral range when there is
+# room: a client connection's port there (even one in TIME_WAIT, after the
+# tests' many short requests) makes a server's bind fail although nothing
+# listens on it.
 stack_free_port() {
-	local p i
+	local p i lo=20000 n=40000 eph
+	eph=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null)
+	if [ -n "$eph" ] && [ "$eph" -gt 15000 ] 2>/dev/null; then
+		lo=10000 n=$((eph - 10000))
+	fi
 	for i in $(seq 1 200); do
-		p=$((20000 + RANDOM % 40000))
+		p=$((lo + RANDOM % n))
 		case "$STACK_USED_PORTS" in *" $p "*) continue ;; esac
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			STACK_USED_PORTS="$STACK_USED_PORTS$p "
@@ -137,11 +145,12 @@ stack_remove_pg() {
 stack_start_redis() {
 	: "${REDIS_PORT:=$(stack_free_port)}"
 	mkdir -p "$STACK_DIR/redis"
+	# In the foreground as a background job: its pid is known (and recorded,
+	# so stack_down stops it) even when it never comes up.
 	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-		--dir "$STACK_DIR/redis" --logfile "$STACK_DIR/redis/redis.log" \
-		--daemonize yes --pidfile "$STACK_DIR/redis/redis.pid" || return 1
+		--dir "$STACK_DIR/redis" --logfile "$STACK_DIR/redis/redis.log" --daemonize no &
+	stack_record_pid redis $!
 	stack_wait_port "$REDIS_PORT" || return 1
-	stack_record_pid redis "$(cat "$STACK_DIR/redis/redis.pid")"
 	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 	export REDIS_URL
 	stack_log "Redis on 127.0.0.1:$REDIS_PORT"
@@ -259,15 +268,32 @@ stack_migrate() {
 	"$BUILD_DIR/sql/capsule-migrate" -f "$CAPSULE_CONFIG" -s "$SRC_DIR/sql"
 }
 
-# FastCGI processes under spawn-fcgi on a unix socket, lighttpd in front.
-stack_start_web() {
-	: "${HTTP_PORT:=$(stack_free_port)}"
-	local sock="$STACK_DIR/fcgi.sock" www="$STACK_DIR/www"
-	mkdir -p "$www"
+# The web server in front: STACK_WEB is lighttpd (the default), apache or
+# nginx. Each includes the snippet shipped in etc/, so the tests exercise
+# what we ship.
+stack_web() {
+	case "${STACK_WEB:-lighttpd}" in
+	lighttpd | apache | nginx) echo "${STACK_WEB:-lighttpd}" ;;
+	*) stack_die "STACK_WEB must be lighttpd, apache or nginx, not '$STACK_WEB'" ;;
+	esac
+}
+
+# The FastCGI processes under spawn-fcgi. lighttpd (running as the caller)
+# talks to them over a unix socket that only the caller may use; Apache and
+# nginx hand requests to workers that run as www-data when started by root,
+# so they talk to 127.0.0.1:$FCGI_PORT instead.
+stack_start_fcgi() {
+	local sock="$STACK_DIR/fcgi.sock" where
 	rm -f "$sock" "$STACK_DIR/spawn-fcgi.pid"
+	if [ "$(stack_web)" = lighttpd ]; then
+		where=(-s "$sock" -M 0600)
+	else
+		: "${FCGI_PORT:=$(stack_free_port)}"
+		where=(-a 127.0.0.1 -p "$FCGI_PORT")
+	fi
 	# spawn-fcgi points a forked child's stderr at /dev/null; the sh -c exec
 	# re-opens it on fcgi.log (same pid) so logs and sanitizer reports survive.
-	spawn-fcgi -s "$sock" -M 0600 -F "$STACK_FCGI_CHILDREN" -P "$STACK_DIR/spawn-fcgi.pid" \
+	spawn-fcgi "${where[@]}" -F "$STACK_FCGI_CHILDREN" -P "$STACK_DIR/spawn-fcgi.pid" \
 		-- /bin/sh -c 'exec "$@" 2>>"$0"' "$STACK_DIR/fcgi.log" \
 		${STACK_FCGI_WRAPPER:-} "$BUILD_DIR/cgi-bin/capsule-gateway.fcgi" -f "$CAPSULE_CONFIG" \
 		>>"$STACK_DIR/spawn-fcgi.log" 2>&1 || { cat "$STACK_DIR/spawn-fcgi.log" >&2; stack_die "spawn-fcgi failed"; return 1; }
@@ -281,7 +307,12 @@ stack_start_web() {
 		sleep 0.1
 	done
 	pgrep -f -- "capsule-gateway.fcgi -f $CAPSULE_CONFIG" >"$STACK_DIR/pids/fcgi.pid"
-	cat >"$STACK_DIR/lighttpd.conf" <<-EOF
+}
+
+stack_start_lighttpd() {
+	local www="$STACK_DIR/www"
+	mkdir -p "$www"
+	cat >"$STACK_DIR/lighttpd.conf" <<-EOC
 		# Written by tests/stack.sh: the shipped snippet etc/lighttpd/capsule-gateway.conf
 		# behind a minimal server on 127.0.0.1.
 		server.document-root = "$www"
@@ -291,16 +322,123 @@ stack_start_web() {
 		server.pid-file = "$STACK_DIR/lighttpd.pid"
 		server.modules = ("mod_access", "mod_accesslog", "mod_fastcgi", "mod_proxy")
 		accesslog.filename = "$STACK_DIR/lighttpd-access.log"
-		var.capsule_fcgi_socket = "$sock"
+		var.capsule_fcgi_socket = "$STACK_DIR/fcgi.sock"
 		var.capsule_ws_host = "127.0.0.1"
 		var.capsule_ws_port = $WS_PORT
 		include "$SRC_DIR/etc/lighttpd/capsule-gateway.conf"
-	EOF
+	EOC
 	lighttpd -tt -f "$STACK_DIR/lighttpd.conf" >/dev/null || { stack_die "lighttpd config check failed"; return 1; }
 	lighttpd -D -f "$STACK_DIR/lighttpd.conf" >>"$STACK_DIR/lighttpd-error.log" 2>&1 &
 	stack_record_pid lighttpd $!
-	stack_wait_port "$HTTP_PORT" || return 1
-	stack_log "lighttpd on http://127.0.0.1:$HTTP_PORT (FastCGI x$STACK_FCGI_CHILDREN)"
+}
+
+stack_apache_bin() {
+	local b
+	for b in apache2 httpd /usr/sbin/apache2 /usr/sbin/httpd; do
+		command -v "$b" 2>/dev/null && return 0
+	done
+	stack_die "Apache httpd is not installed: apt-get install apache2"
+}
+
+stack_start_apache() {
+	local bin mods=/usr/lib/apache2/modules m user=""
+	bin=$(stack_apache_bin) || return 1
+	[ -d "$mods" ] || mods=/usr/lib/httpd/modules
+	mkdir -p "$STACK_DIR/apache-run"
+	[ "$(id -u)" = 0 ] && user="User www-data
+Group www-data"
+	{
+		echo "# Written by tests/stack.sh: the shipped snippet etc/apache/capsule-gateway.conf"
+		echo "# behind a minimal server on 127.0.0.1."
+		# (log_config and unixd are built into Debian's apache2)
+		for m in mpm_event log_config unixd authn_core authz_core proxy proxy_fcgi proxy_wstunnel; do
+			echo "<IfModule !${m}_module>"
+			echo "LoadModule ${m}_module $mods/mod_$m.so"
+			echo "</IfModule>"
+		done
+		cat <<-EOC
+			ServerRoot "$STACK_DIR"
+			ServerName 127.0.0.1
+			Listen 127.0.0.1:$HTTP_PORT
+			PidFile "$STACK_DIR/apache.pid"
+			DefaultRuntimeDir "$STACK_DIR/apache-run"
+			ErrorLog "$STACK_DIR/apache-error.log"
+			LogLevel warn
+			LogFormat "%h %l %u %t \"%r\" %>s %b %D" stack
+			CustomLog "$STACK_DIR/apache-access.log" stack
+			$user
+			StartServers 1
+			ServerLimit 4
+			ThreadsPerChild 25
+			MaxRequestWorkers 100
+			MinSpareThreads 25
+			MaxSpareThreads 75
+			Define CAPSULE_FCGI "fcgi://127.0.0.1:$FCGI_PORT"
+			Define CAPSULE_WS "ws://127.0.0.1:$WS_PORT"
+			Include "$SRC_DIR/etc/apache/capsule-gateway.conf"
+		EOC
+	} >"$STACK_DIR/apache.conf"
+	"$bin" -t -f "$STACK_DIR/apache.conf" >"$STACK_DIR/apache-check.log" 2>&1 ||
+		{ cat "$STACK_DIR/apache-check.log" >&2; stack_die "apache config check failed"; return 1; }
+	"$bin" -f "$STACK_DIR/apache.conf" -DFOREGROUND >>"$STACK_DIR/apache-error.log" 2>&1 &
+	stack_record_pid apache $!
+}
+
+stack_start_nginx() {
+	local tmp="$STACK_DIR/nginx-tmp" user=""
+	command -v nginx >/dev/null 2>&1 || { stack_die "nginx is not installed: apt-get install nginx"; return 1; }
+	mkdir -p "$tmp"
+	[ "$(id -u)" = 0 ] && user="user www-data;"
+	cat >"$STACK_DIR/nginx.conf" <<-EOC
+		# Written by tests/stack.sh: the shipped snippet etc/nginx/capsule-gateway.conf
+		# behind a minimal server on 127.0.0.1.
+		$user
+		worker_processes 2;
+		pid $STACK_DIR/nginx.pid;
+		error_log $STACK_DIR/nginx-error.log warn;
+		events { worker_connections 256; }
+		http {
+			access_log $STACK_DIR/nginx-access.log;
+			client_body_temp_path $tmp/body;
+			fastcgi_temp_path $tmp/fastcgi;
+			proxy_temp_path $tmp/proxy;
+			scgi_temp_path $tmp/scgi;
+			uwsgi_temp_path $tmp/uwsgi;
+			upstream capsule_gateway_fcgi { server 127.0.0.1:$FCGI_PORT; }
+			upstream capsule_gateway_ws { server 127.0.0.1:$WS_PORT; }
+			server {
+				listen 127.0.0.1:$HTTP_PORT;
+				server_name 127.0.0.1;
+				include $SRC_DIR/etc/nginx/capsule-gateway.conf;
+			}
+		}
+	EOC
+	nginx -t -q -p "$STACK_DIR" -c "$STACK_DIR/nginx.conf" >"$STACK_DIR/nginx-check.log" 2>&1 ||
+		{ cat "$STACK_DIR/nginx-check.log" >&2; stack_die "nginx config check failed"; return 1; }
+	nginx -p "$STACK_DIR" -c "$STACK_DIR/nginx.conf" -g 'daemon off;' >>"$STACK_DIR/nginx-error.log" 2>&1 &
+	stack_record_pid nginx $!
+}
+
+# FastCGI processes under spawn-fcgi, the chosen web server in front.
+stack_start_web() {
+	local web
+	web=$(stack_web) || return 1
+	: "${HTTP_PORT:=$(stack_free_port)}"
+	stack_start_fcgi || return 1
+	"stack_start_$web" || return 1
+	if ! stack_wait_port "$HTTP_PORT"; then
+		tail -n 20 "$STACK_DIR/$web-error.log" >&2
+		return 1
+	fi
+	stack_log "$web on http://127.0.0.1:$HTTP_PORT (FastCGI x$STACK_FCGI_CHILDREN${FCGI_PORT:+ on 127.0.0.1:$FCGI_PORT})"
+}
+
+# Stops whichever web server this stack runs.
+stack_stop_web() {
+	local s
+	for s in lighttpd apache nginx; do
+		stack_stop "$s"
+	done
 }
 
 stack_start_wsd() {
@@ -338,6 +476,8 @@ stack_up() {
 		HTTP_PORT=$HTTP_PORT
 		WS_PORT=$WS_PORT
 		APNS_PORT=$APNS_PORT
+		STACK_WEB=$(stack_web)
+		FCGI_PORT=${FCGI_PORT:-}
 		DATABASE_URL=$DATABASE_URL
 		ADMIN_DATABASE_URL=$ADMIN_DATABASE_URL
 		REDIS_URL=$REDIS_URL
@@ -350,7 +490,7 @@ stack_up() {
 # binds it. Ports the caller preset are kept.
 stack_up_retry() {
 	local try preset=""
-	for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT; do
+	for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT FCGI_PORT; do
 		[ -n "${!v:-}" ] && preset="$preset $v"
 	done
 	for try in 1 2 3; do
@@ -358,7 +498,7 @@ stack_up_retry() {
 		stack_down
 		stack_remove_pg
 		rm -rf "${STACK_DIR:?}/pg" "$STACK_DIR/pids" "$STACK_DIR"/*.log
-		for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT; do
+		for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT FCGI_PORT; do
 			case " $preset " in *" $v "*) ;; *) unset "$v" ;; esac
 		done
 		stack_log "stack start failed (try $try); retrying on other ports"
@@ -390,7 +530,7 @@ stack_stop() { # name
 stack_down() {
 	local s
 	[ -n "${STACK_DIR:-}" ] && [ -d "$STACK_DIR" ] || return 0
-	for s in lighttpd fcgi capsule-pushd capsule-wsd fake-apns redis; do
+	for s in lighttpd apache nginx fcgi capsule-pushd capsule-wsd fake-apns redis; do
 		stack_stop "$s"
 	done
 	stack_stop_pg

@@ -12,10 +12,10 @@ BUILD_DIR=${top_builddir:-$SRC_DIR}
 it_begin e2e
 
 STACK_LOG_LEVEL=debug
-it_stack_up "stack starts (PostgreSQL, Redis, fake APNs, capsule-wsd, capsule-pushd, lighttpd + spawn-fcgi)"
+it_stack_up "stack starts (PostgreSQL, Redis, fake APNs, capsule-wsd, capsule-pushd, spawn-fcgi) behind $(stack_web)"
 
 WSC="$BUILD_DIR/tests/tools/ws-client"
-WS_URL="ws://127.0.0.1:$HTTP_PORT/ws"   # through lighttpd, same origin as REST
+WS_URL="ws://127.0.0.1:$HTTP_PORT/ws"   # through the web server, same origin as REST
 SECRET=$(cat "$STACK_DIR/ws-secret")
 DEVICE_TOKEN=$(openssl rand -hex 32)
 
@@ -221,9 +221,9 @@ for d in capsule-wsd capsule-pushd; do
 	is "$?" 0 "$d exits 0 on SIGTERM"
 	rm -f "$STACK_DIR/pids/$d.pid"
 done
-stack_stop lighttpd
+stack_stop_web
 stack_stop fcgi
-for log in capsule-wsd capsule-pushd fcgi lighttpd-error fake-apns; do
+for log in capsule-wsd capsule-pushd fcgi "$(stack_web)-error" fake-apns; do
 	if grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$STACK_DIR/$log.log" 2>/dev/null; then
 		t_result 1 "no sanitizer report in $log.log"
 		grep -E -A5 'ERROR: |runtime error:' "$STACK_DIR/$log.log" | head -n 30 | sed 's/^/# /'

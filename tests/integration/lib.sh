@@ -125,7 +125,9 @@ it_begin() {
 		echo "1..0 # SKIP CG_SKIP_INTEGRATION is set"
 		exit 0
 	fi
-	for tool in redis-server lighttpd spawn-fcgi psql curl jq openssl; do
+	local web=lighttpd
+	case "${STACK_WEB:-lighttpd}" in apache) web=apache2 ;; nginx) web=nginx ;; esac
+	for tool in redis-server "$web" spawn-fcgi psql curl jq openssl; do
 		if ! command -v "$tool" >/dev/null 2>&1; then
 			echo "1..0 # SKIP $tool is not installed (./devstack test installs it)"
 			exit 0

@@ -16,7 +16,7 @@ it_begin sec
 STACK_LOG_LEVEL=debug
 # enough FastCGI processes for the concurrent idempotency requests to really overlap
 STACK_FCGI_CHILDREN=${STACK_FCGI_CHILDREN:-4}
-it_stack_up "stack starts (PostgreSQL, Redis, capsule-wsd, lighttpd + spawn-fcgi)"
+it_stack_up "stack starts (PostgreSQL, Redis, capsule-wsd, spawn-fcgi) behind $(stack_web)"
 
 WSC="$BUILD_DIR/tests/tools/ws-client"
 JWTSIGN="$BUILD_DIR/tests/tools/jwt-sign"
@@ -675,11 +675,11 @@ is "$leak" "" "fcgi.log holds no private key text"
 grep -q "$(key_id "$K_REVOKE")" "$FCGI_LOG"
 t_result $? "fcgi.log names the public key id of the revoked key"
 
-stack_stop lighttpd
+stack_stop_web
 stack_stop fcgi
 stack_stop capsule-wsd
 stack_stop capsule-pushd
-for log in capsule-wsd capsule-pushd fcgi lighttpd-error; do
+for log in capsule-wsd capsule-pushd fcgi "$(stack_web)-error"; do
 	if grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$STACK_DIR/$log.log" 2>/dev/null; then
 		t_result 1 "no sanitizer report in $log.log"
 		grep -E -A5 'ERROR: |runtime error:' "$STACK_DIR/$log.log" | head -n 30 | sed 's/^/# /'
