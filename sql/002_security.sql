@@ -15,6 +15,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'capsule_app') THEN
         CREATE ROLE capsule_app NOLOGIN NOBYPASSRLS;
     END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    -- Roles are per cluster: another database's migration made it meanwhile.
+    NULL;
 END
 $$;
 
