@@ -17,63 +17,6 @@
 #include "handlers.h"
 #include "runtime_stats.h"
 
-/* Longest query value looked at before validation (ids and categories are
- * at most 255; numbers far less). */
-#define QUERY_VALUE_MAX 255
-
-/* Reads query parameter `name` into *out: NULL when absent or empty.
- * Returns 0, or -1 after answering (400 malformed query, 422 too long). */
-static int query_value(cg_req *req, const char *name, const char **out)
-{
-	const char *v = NULL;
-	int rc = cg_req_query(req, name, &v);
-	char msg[96];
-
-	*out = NULL;
-	if (rc < 0) {
-		cg_req_send_error(req, 400, "bad_request", "malformed query string", NULL);
-		return -1;
-	}
-	if (rc > 0 || v[0] == '\0')
-		return 0;
-	if (strlen(v) > QUERY_VALUE_MAX) {
-		snprintf(msg, sizeof msg, "%s must be at most %d characters", name, QUERY_VALUE_MAX);
-		cg_req_send_error(req, 422, "validation_failed", msg, name);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
-/* A decimal integer parameter in [min, max], `def` when absent. Returns 0,
- * or -1 after answering 422 naming the parameter. */
-static int query_long(cg_req *req, const char *name, long def, long min, long max, long *out)
-{
-	const char *s;
-	char msg[96];
-	size_t n;
-	int valid;
-
-	*out = def;
-	if (query_value(req, name, &s) < 0)
-		return -1;
-	if (s == NULL)
-		return 0;
-	n = strlen(s);
-	/* digits only (no sign, no spaces, no exponent), at most 9 of them */
-	valid = n <= 9 && strspn(s, "0123456789") == n;
-	if (valid) {
-		*out = strtol(s, NULL, 10);
-		valid = *out >= min && *out <= max;
-	}
-	if (!valid) {
-		snprintf(msg, sizeof msg, "%s must be an integer from %ld to %ld", name, min, max);
-		cg_req_send_error(req, 422, "validation_failed", msg, name);
-		return -1;
-	}
-	return 0;
-}
-
 void cg_handle_activities(cg_ctx *ctx, cg_req *req, cg_call *call)
 {
 	const char *tenant = call->who->tenant;
@@ -86,10 +29,11 @@ void cg_handle_activities(cg_ctx *ctx, cg_req *req, cg_call *call)
 
 	memset(&f, 0, sizeof f);
 	memset(&fe, 0, sizeof fe);
-	if (query_value(req, "user_id", &f.user_id) < 0 || query_value(req, "state", &f.state) < 0 ||
-	    query_value(req, "category", &f.category) < 0 ||
-	    query_long(req, "limit", CG_LIST_LIMIT_DEFAULT, 1, CG_LIST_LIMIT_MAX, &limit) < 0 ||
-	    query_long(req, "offset", 0, 0, CG_LIST_OFFSET_MAX, &offset) < 0)
+	if (cg_req_query_text(req, "user_id", CG_QUERY_VALUE_MAX, &f.user_id) < 0 ||
+	    cg_req_query_text(req, "state", CG_QUERY_VALUE_MAX, &f.state) < 0 ||
+	    cg_req_query_text(req, "category", CG_QUERY_VALUE_MAX, &f.category) < 0 ||
+	    cg_req_query_long(req, "limit", CG_LIST_LIMIT_DEFAULT, 1, CG_LIST_LIMIT_MAX, &limit) < 0 ||
+	    cg_req_query_long(req, "offset", 0, 0, CG_LIST_OFFSET_MAX, &offset) < 0)
 		goto out; /* answered */
 	if (cg_activity_filter_check(&f, &fe) < 0) {
 		cg_req_send_error(req, 422, fe.code, fe.message, fe.field);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cg_activity.h"
 #include "cg_event.h"
@@ -32,21 +31,6 @@
 
 #define STAT_CACHE_HITS "cg:stats:cache_hits"
 #define STAT_CACHE_MISSES "cg:stats:cache_misses"
-
-/* 1 when the Content-Type is application/json, parameters (charset) allowed. */
-static int is_json_media_type(const char *ct)
-{
-	size_t n;
-
-	if (ct == NULL)
-		return 0;
-	while (*ct == ' ' || *ct == '\t')
-		ct++;
-	n = strcspn(ct, ";");
-	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-		n--;
-	return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
-}
 
 void cg_send_db_error(cg_ctx *ctx, cg_req *req, int rc, const char *what)
 {
@@ -86,9 +70,7 @@ static void count(cg_ctx *ctx, const char *key)
 		cg_log_debug("INCR %s: %s", key, cg_redis_strerror(rc));
 }
 
-/* A new object {"success": true (when asked), key: val} holding a new
- * reference to `val`; NULL when memory runs out. */
-static json_object *wrap(json_object *val, const char *key, int with_success)
+json_object *cg_answer_wrap(json_object *val, const char *key, int with_success)
 {
 	json_object *o = json_object_new_object();
 
@@ -104,6 +86,12 @@ static json_object *wrap(json_object *val, const char *key, int with_success)
 fail:
 	json_object_put(o);
 	return NULL;
+}
+
+void cg_send_field_error(cg_req *req, const cg_field_error *fe)
+{
+	cg_req_send_error(req, 422, fe->code != NULL ? fe->code : "validation_failed",
+			  fe->message != NULL ? fe->message : "invalid request", fe->field);
 }
 
 /* 409: tells which of the two unique ids is taken (a new short
@@ -127,11 +115,12 @@ static void send_conflict(cg_ctx *ctx, cg_req *req, const char *tenant, const cg
 				  NULL);
 }
 
-/* After the commit: publish the event, record that, refresh the cache. A
- * failure here never fails the request: the event is committed and the
- * relay in push-daemon publishes what was not marked published. */
-static void after_commit(cg_ctx *ctx, const char *tenant, json_object *activity,
-			 json_object *event)
+/* After the commit: publish the event, record that, refresh the cache,
+ * answer `status` with `resp_text`. A failure here never fails the
+ * request: the event is committed and the relay in push-daemon publishes
+ * what was not marked published. */
+static void after_commit(cg_ctx *ctx, cg_req *req, const char *tenant, json_object *activity,
+			 json_object *event, int status, const char *resp_text)
 {
 	const char *event_id = cg_event_str(event, "event_id");
 	char stream_id[64];
@@ -149,38 +138,7 @@ static void after_commit(cg_ctx *ctx, const char *tenant, json_object *activity,
 				    cg_db_strerror(rc));
 	}
 	cache_store(ctx, tenant, activity);
-}
-
-/* Reads the JSON object body of a state-changing request: 415 unless the
- * Content-Type is application/json, 413/400 from cg_req_body, 400 when it
- * is not one JSON object. Returns 0 with *body (caller puts it), *text and
- * *len, or -1 when answered. */
-static int read_json_body(cg_req *req, const char **text, size_t *len, json_object **body)
-{
-	char err[160], msg[200];
-
-	*body = NULL;
-	if (!is_json_media_type(cg_req_header(req, "Content-Type"))) {
-		cg_req_send_error(req, 415, "unsupported_media_type",
-				  "Content-Type must be application/json", NULL);
-		return -1;
-	}
-	if (cg_req_body(req, text, len) < 0)
-		return -1; /* answered */
-	err[0] = '\0';
-	*body = cg_json_parse_object(*text, *len, BODY_JSON_DEPTH, err, sizeof err);
-	if (*body == NULL) {
-		snprintf(msg, sizeof msg, "malformed JSON: %s", err[0] != '\0' ? err : "not an object");
-		cg_req_send_error(req, 400, "malformed_json", msg, NULL);
-		return -1;
-	}
-	return 0;
-}
-
-static void send_validation_error(cg_req *req, const cg_field_error *fe)
-{
-	cg_req_send_error(req, 422, fe->code != NULL ? fe->code : "validation_failed",
-			  fe->message != NULL ? fe->message : "invalid request", fe->field);
+	cg_req_send_text(req, status, resp_text, strlen(resp_text));
 }
 
 void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
@@ -196,12 +154,13 @@ void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 	int rc;
 
 	memset(&ch, 0, sizeof ch);
-	if (read_json_body(req, &text, &len, &body) < 0)
+	body = cg_req_json_body(req, BODY_JSON_DEPTH, &text, &len);
+	if (body == NULL)
 		goto out; /* answered */
 	cg_limits_from_config(ctx->cfg, &lim);
 	memset(&fe, 0, sizeof fe);
 	if (cg_activity_validate_new(body, &lim, &a, &fe) < 0) {
-		send_validation_error(req, &fe);
+		cg_send_field_error(req, &fe);
 		goto out;
 	}
 	cg_call_set_target(call, a.capsule_id);
@@ -217,19 +176,13 @@ void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 			cg_send_db_error(ctx, req, rc, "create activity");
 		goto out;
 	}
-	resp = wrap(activity, "activity", 1);
-	resp_text = resp != NULL ? cg_json_compact(resp) : NULL;
-	if (resp_text == NULL) {
-		cg_change_abort(ctx, &ch);
-		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
-		goto out;
-	}
-	if (cg_change_commit(ctx, req, call, &ch, 201, resp_text) != 0)
+	resp = cg_answer_wrap(activity, "activity", 1);
+	resp_text = cg_change_commit_json(ctx, req, call, &ch, 201, resp);
+	if (resp_text == NULL)
 		goto out; /* answered */
 	cg_log_info("created activity capsule_id=%s event_id=%s by %s", a.capsule_id,
 		    cg_event_str(event, "event_id"), call->who->subject);
-	after_commit(ctx, tenant, activity, event);
-	cg_req_send_text(req, 201, resp_text, strlen(resp_text));
+	after_commit(ctx, req, tenant, activity, event, 201, resp_text);
 out:
 	cg_change_free(ctx, &ch);
 	json_object_put(resp);
@@ -318,7 +271,7 @@ void cg_handle_get_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 		if (have_key)
 			cache_store(ctx, tenant, activity);
 	}
-	resp = wrap(activity, "activity", 0);
+	resp = cg_answer_wrap(activity, "activity", 0);
 	if (resp == NULL) {
 		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
 		goto out;
@@ -376,12 +329,13 @@ void cg_handle_update_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 	int rc;
 
 	memset(&ch, 0, sizeof ch);
-	if (read_json_body(req, &text, &len, &body) < 0)
+	body = cg_req_json_body(req, BODY_JSON_DEPTH, &text, &len);
+	if (body == NULL)
 		goto out; /* answered */
 	cg_limits_from_config(ctx->cfg, &lim);
 	memset(&fe, 0, sizeof fe);
 	if (cg_activity_validate_update(body, &lim, &p, &fe) < 0) {
-		send_validation_error(req, &fe);
+		cg_send_field_error(req, &fe);
 		goto out;
 	}
 	cg_call_set_target(call, p.capsule_id);
@@ -394,20 +348,14 @@ void cg_handle_update_activity(cg_ctx *ctx, cg_req *req, cg_call *call)
 		send_change_error(ctx, req, rc, activity, p.state, "state", "update activity");
 		goto out;
 	}
-	resp = wrap(activity, "activity", 1);
-	resp_text = resp != NULL ? cg_json_compact(resp) : NULL;
-	if (resp_text == NULL) {
-		cg_change_abort(ctx, &ch);
-		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
-		goto out;
-	}
-	if (cg_change_commit(ctx, req, call, &ch, 200, resp_text) != 0)
+	resp = cg_answer_wrap(activity, "activity", 1);
+	resp_text = cg_change_commit_json(ctx, req, call, &ch, 200, resp);
+	if (resp_text == NULL)
 		goto out; /* answered */
 	cg_log_info("updated activity capsule_id=%s version=%lld event_id=%s by %s", p.capsule_id,
 		    cg_event_int(event, "version"), cg_event_str(event, "event_id"),
 		    call->who->subject);
-	after_commit(ctx, tenant, activity, event);
-	cg_req_send_text(req, 200, resp_text, strlen(resp_text));
+	after_commit(ctx, req, tenant, activity, event, 200, resp_text);
 out:
 	cg_change_free(ctx, &ch);
 	json_object_put(resp);
@@ -420,7 +368,7 @@ out:
  * references; NULL when memory runs out. */
 static json_object *action_answer(json_object *action, json_object *activity)
 {
-	json_object *o = wrap(action, "action", 1);
+	json_object *o = cg_answer_wrap(action, "action", 1);
 
 	if (o == NULL)
 		return NULL;
@@ -445,12 +393,13 @@ void cg_handle_action(cg_ctx *ctx, cg_req *req, cg_call *call)
 	int rc;
 
 	memset(&ch, 0, sizeof ch);
-	if (read_json_body(req, &text, &len, &body) < 0)
+	body = cg_req_json_body(req, BODY_JSON_DEPTH, &text, &len);
+	if (body == NULL)
 		goto out; /* answered */
 	cg_limits_from_config(ctx->cfg, &lim);
 	memset(&fe, 0, sizeof fe);
 	if (cg_activity_validate_action(body, &lim, &a, &fe) < 0) {
-		send_validation_error(req, &fe);
+		cg_send_field_error(req, &fe);
 		goto out;
 	}
 	cg_call_set_target(call, a.capsule_id);
@@ -465,20 +414,14 @@ void cg_handle_action(cg_ctx *ctx, cg_req *req, cg_call *call)
 		goto out;
 	}
 	resp = action_answer(action, activity);
-	resp_text = resp != NULL ? cg_json_compact(resp) : NULL;
-	if (resp_text == NULL) {
-		cg_change_abort(ctx, &ch);
-		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
-		goto out;
-	}
-	if (cg_change_commit(ctx, req, call, &ch, 200, resp_text) != 0)
+	resp_text = cg_change_commit_json(ctx, req, call, &ch, 200, resp);
+	if (resp_text == NULL)
 		goto out; /* answered */
 	cg_log_info("action %s %s on capsule_id=%s version=%lld event_id=%s by %s",
 		    cg_event_str(action, "action_id"), a.action_type, a.capsule_id,
 		    cg_event_int(event, "version"), cg_event_str(event, "event_id"),
 		    call->who->subject);
-	after_commit(ctx, tenant, activity, event);
-	cg_req_send_text(req, 200, resp_text, strlen(resp_text));
+	after_commit(ctx, req, tenant, activity, event, 200, resp_text);
 out:
 	cg_change_free(ctx, &ch);
 	json_object_put(resp);

@@ -15,7 +15,7 @@
 #define LIMIT_DEFAULT 50
 #define LIMIT_MAX 500
 #define OFFSET_MAX 100000000L
-#define FILTER_MAX 255
+#define FILTER_MAX CG_QUERY_VALUE_MAX
 #define TIME_MAX 40
 
 /* One row of the answer, built by PostgreSQL. */
@@ -96,47 +96,11 @@ static int rfc3339_valid(const char *s)
 	return 0;
 }
 
-/* A decimal in [min, max] (at most 9 digits); -1 otherwise. */
-static long parse_long(const char *s, long min, long max)
-{
-	size_t n = strlen(s);
-	long v;
-
-	if (n == 0 || n > 9 || strspn(s, "0123456789") != n)
-		return -1;
-	v = strtol(s, NULL, 10);
-	return v >= min && v <= max ? v : -1;
-}
-
-/* Reads query parameter `name` into *out (NULL when absent or empty).
- * Returns 0, or -1 after answering. */
-static int text_filter(cg_req *req, const char *name, const char **out)
-{
-	const char *v = NULL;
-	int rc = cg_req_query(req, name, &v);
-	char msg[96];
-
-	*out = NULL;
-	if (rc < 0) {
-		cg_req_send_error(req, 400, "bad_request", "malformed query string", NULL);
-		return -1;
-	}
-	if (rc > 0 || v[0] == '\0')
-		return 0;
-	if (strlen(v) > FILTER_MAX) {
-		snprintf(msg, sizeof msg, "%s must be at most %d characters", name, FILTER_MAX);
-		cg_req_send_error(req, 422, "validation_failed", msg, name);
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
-
 static int time_filter(cg_req *req, const char *name, const char **out)
 {
 	char msg[96];
 
-	if (text_filter(req, name, out) < 0)
+	if (cg_req_query_text(req, name, FILTER_MAX, out) < 0)
 		return -1;
 	if (*out != NULL && !rfc3339_valid(*out)) {
 		snprintf(msg, sizeof msg, "%s must be an RFC 3339 date-time", name);
@@ -148,17 +112,19 @@ static int time_filter(cg_req *req, const char *name, const char **out)
 
 void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call)
 {
-	const char *actor, *action, *outcome, *target, *since, *until, *s;
+	const char *actor, *action, *outcome, *target, *since, *until;
 	char limbuf[24], offbuf[24];
 	const char *params[9];
-	long limit = LIMIT_DEFAULT, offset = 0;
+	long limit, offset;
 	PGresult *res = NULL;
 	json_object *entries = NULL, *o = NULL;
 	char err[128];
 	int rc;
 
-	if (text_filter(req, "actor", &actor) < 0 || text_filter(req, "action", &action) < 0 ||
-	    text_filter(req, "outcome", &outcome) < 0 || text_filter(req, "target", &target) < 0 ||
+	if (cg_req_query_text(req, "actor", FILTER_MAX, &actor) < 0 ||
+	    cg_req_query_text(req, "action", FILTER_MAX, &action) < 0 ||
+	    cg_req_query_text(req, "outcome", FILTER_MAX, &outcome) < 0 ||
+	    cg_req_query_text(req, "target", FILTER_MAX, &target) < 0 ||
 	    time_filter(req, "since", &since) < 0 || time_filter(req, "until", &until) < 0)
 		goto out;
 	if (outcome != NULL && strcmp(outcome, "success") != 0 && strcmp(outcome, "failure") != 0 &&
@@ -167,26 +133,9 @@ void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call)
 				  "outcome must be one of success, failure, denied", "outcome");
 		goto out;
 	}
-	if (text_filter(req, "limit", &s) < 0)
+	if (cg_req_query_long(req, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX, &limit) < 0 ||
+	    cg_req_query_long(req, "offset", 0, 0, OFFSET_MAX, &offset) < 0)
 		goto out;
-	if (s != NULL) {
-		limit = parse_long(s, 1, LIMIT_MAX);
-		if (limit < 0) {
-			cg_req_send_error(req, 422, "validation_failed",
-					  "limit must be an integer from 1 to 500", "limit");
-			goto out;
-		}
-	}
-	if (text_filter(req, "offset", &s) < 0)
-		goto out;
-	if (s != NULL) {
-		offset = parse_long(s, 0, OFFSET_MAX);
-		if (offset < 0) {
-			cg_req_send_error(req, 422, "validation_failed",
-					  "offset must be an integer from 0 to 100000000", "offset");
-			goto out;
-		}
-	}
 	snprintf(limbuf, sizeof limbuf, "%ld", limit);
 	snprintf(offbuf, sizeof offbuf, "%ld", offset);
 	params[0] = call->who->tenant;

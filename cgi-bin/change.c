@@ -110,6 +110,21 @@ int cg_change_commit(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch, int
 	return 0;
 }
 
+const char *cg_change_commit_json(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch,
+				  int status, json_object *resp)
+{
+	const char *resp_text = resp != NULL ? cg_json_compact(resp) : NULL;
+
+	if (resp_text == NULL) {
+		cg_change_abort(ctx, ch);
+		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
+		return NULL;
+	}
+	if (cg_change_commit(ctx, req, call, ch, status, resp_text) != 0)
+		return NULL; /* answered */
+	return resp_text;
+}
+
 void cg_change_abort(cg_ctx *ctx, cg_change *ch)
 {
 	if (ch->open)

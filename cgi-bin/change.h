@@ -43,6 +43,14 @@ int cg_change_begin(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch, cons
 int cg_change_commit(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch, int status,
 		     const char *resp_text);
 
+/* cg_change_commit() with `resp` (borrowed; NULL when building it ran out
+ * of memory) as the answer. Returns its compact text (owned by resp) for
+ * the caller to send with `status` after its after-commit work, or NULL
+ * after answering: 500 "out of memory" (the change aborted) when resp is
+ * NULL or does not print, or as cg_change_commit() does. */
+const char *cg_change_commit_json(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch,
+				  int status, json_object *resp);
+
 /* The effect failed: rolls back (the Idempotency-Key is free again). */
 void cg_change_abort(cg_ctx *ctx, cg_change *ch);
 

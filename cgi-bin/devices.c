@@ -9,7 +9,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cg_device.h"
 #include "cg_json.h"
@@ -19,50 +18,6 @@
 
 /* The bodies here are flat objects. */
 #define BODY_JSON_DEPTH 8
-
-/* 1 when the Content-Type is application/json, parameters (charset) allowed. */
-static int is_json_media_type(const char *ct)
-{
-	size_t n;
-
-	if (ct == NULL)
-		return 0;
-	while (*ct == ' ' || *ct == '\t')
-		ct++;
-	n = strcspn(ct, ";");
-	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-		n--;
-	return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
-}
-
-/* Reads and parses the JSON object body. Returns the object (caller puts
- * it) with *text / *len set, or NULL after answering 415 / 413 / 400. */
-static json_object *json_body(cg_req *req, const char **text, size_t *len)
-{
-	json_object *body;
-	char err[160], msg[200];
-
-	if (!is_json_media_type(cg_req_header(req, "Content-Type"))) {
-		cg_req_send_error(req, 415, "unsupported_media_type",
-				  "Content-Type must be application/json", NULL);
-		return NULL;
-	}
-	if (cg_req_body(req, text, len) < 0)
-		return NULL; /* answered */
-	err[0] = '\0';
-	body = cg_json_parse_object(*text, *len, BODY_JSON_DEPTH, err, sizeof err);
-	if (body == NULL) {
-		snprintf(msg, sizeof msg, "malformed JSON: %s", err[0] != '\0' ? err : "not an object");
-		cg_req_send_error(req, 400, "malformed_json", msg, NULL);
-	}
-	return body;
-}
-
-static void send_field_error(cg_req *req, const cg_field_error *fe)
-{
-	cg_req_send_error(req, 422, fe->code != NULL ? fe->code : "validation_failed",
-			  fe->message != NULL ? fe->message : "invalid request", fe->field);
-}
 
 /* Answers a failed cg_device_* call (the change is already aborted). */
 static void send_device_error(cg_ctx *ctx, cg_req *req, int rc, const char *what)
@@ -86,21 +41,6 @@ static void send_device_error(cg_ctx *ctx, cg_req *req, int rc, const char *what
 	}
 }
 
-/* {"success": true, "device": d} as compact text owned by *holder. */
-static const char *device_answer(json_object *device, json_object **holder)
-{
-	json_object *o = json_object_new_object();
-
-	*holder = o;
-	if (o == NULL || json_object_object_add(o, "success", json_object_new_boolean(1)) != 0)
-		return NULL;
-	if (json_object_object_add(o, "device", json_object_get(device)) != 0) {
-		json_object_put(device); /* the reference the failed add did not take */
-		return NULL;
-	}
-	return cg_json_compact(o);
-}
-
 void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call)
 {
 	const cg_principal *who = call->who;
@@ -113,12 +53,12 @@ void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call)
 	int created = 0, status, rc;
 
 	memset(&ch, 0, sizeof ch);
-	body = json_body(req, &text, &len);
+	body = cg_req_json_body(req, BODY_JSON_DEPTH, &text, &len);
 	if (body == NULL)
 		goto out;
 	memset(&fe, 0, sizeof fe);
 	if (cg_device_validate_reg(body, &reg, &fe) < 0) {
-		send_field_error(req, &fe);
+		cg_send_field_error(req, &fe);
 		goto out;
 	}
 	if (cg_change_begin(ctx, req, call, &ch, text, len) != 0)
@@ -131,13 +71,9 @@ void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call)
 	}
 	cg_call_set_target(call, json_object_get_string(json_object_object_get(device, "device_id")));
 	status = created ? 201 : 200;
-	resp_text = device_answer(device, &resp);
-	if (resp_text == NULL) {
-		cg_change_abort(ctx, &ch);
-		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
-		goto out;
-	}
-	if (cg_change_commit(ctx, req, call, &ch, status, resp_text) != 0)
+	resp = cg_answer_wrap(device, "device", 1);
+	resp_text = cg_change_commit_json(ctx, req, call, &ch, status, resp);
+	if (resp_text == NULL)
 		goto out; /* answered */
 	cg_log_info("device %s %s (%s) for %s", call->target, created ? "registered" : "refreshed",
 		    reg.platform, who->subject);
@@ -236,12 +172,12 @@ void cg_handle_device_push_to_start(cg_ctx *ctx, cg_req *req, cg_call *call)
 	memset(&ch, 0, sizeof ch);
 	if (path_device_id(req, call, &id) < 0)
 		goto out;
-	body = json_body(req, &text, &len);
+	body = cg_req_json_body(req, BODY_JSON_DEPTH, &text, &len);
 	if (body == NULL)
 		goto out;
 	memset(&fe, 0, sizeof fe);
 	if (cg_device_validate_push_to_start(body, token, &fe) < 0) {
-		send_field_error(req, &fe);
+		cg_send_field_error(req, &fe);
 		goto out;
 	}
 	if (cg_change_begin(ctx, req, call, &ch, text, len) != 0)
@@ -252,13 +188,9 @@ void cg_handle_device_push_to_start(cg_ctx *ctx, cg_req *req, cg_call *call)
 		send_device_error(ctx, req, rc, "set push-to-start token");
 		goto out;
 	}
-	resp_text = device_answer(device, &resp);
-	if (resp_text == NULL) {
-		cg_change_abort(ctx, &ch);
-		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
-		goto out;
-	}
-	if (cg_change_commit(ctx, req, call, &ch, 200, resp_text) != 0)
+	resp = cg_answer_wrap(device, "device", 1);
+	resp_text = cg_change_commit_json(ctx, req, call, &ch, 200, resp);
+	if (resp_text == NULL)
 		goto out;
 	cg_log_info("device %lld: push-to-start token set by %s", id, who->subject);
 	cg_req_send_text(req, 200, resp_text, strlen(resp_text));

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cg_activity.h"
 #include "cg_auth.h"
 #include "cg_config.h"
 #include "cg_db.h"
@@ -80,6 +81,15 @@ void cg_call_set_target(cg_call *call, const char *target);
  * 503 when the database is unreachable, else 500. The libpq text goes to
  * the log only. (activity.c) */
 void cg_send_db_error(cg_ctx *ctx, cg_req *req, int rc, const char *what);
+
+/* Answers 422 with a validator's field error (code "validation_failed" and
+ * message "invalid request" when the validator left them NULL).
+ * (activity.c) */
+void cg_send_field_error(cg_req *req, const cg_field_error *fe);
+
+/* A new object {"success": true (when with_success), key: val} holding a
+ * new reference to `val`; NULL when memory runs out. (activity.c) */
+json_object *cg_answer_wrap(json_object *val, const char *key, int with_success);
 
 /* activity.c */
 void cg_handle_create_activity(cg_ctx *ctx, cg_req *req, cg_call *call);

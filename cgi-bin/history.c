@@ -18,15 +18,13 @@
 /* Offsets past this are refused (a page that far is never meant). */
 #define OFFSET_MAX 1000000000LL
 
-/* Query parameter `name` as a decimal in [min, max], or `def` when absent.
- * Returns 0, or -1 after answering 400 (malformed query) or 422 naming the
- * parameter. */
+/* Query parameter `name` as a decimal of at most 10 digits in [min, max],
+ * or `def` when absent (an empty value is not a number). Returns 0, or -1
+ * after answering 400 (malformed query) or 422 `msg` naming the parameter. */
 static int query_number(cg_req *req, const char *name, long long min, long long max,
 			long long def, const char *msg, long long *out)
 {
 	const char *s;
-	long long v = 0;
-	size_t n;
 	int rc = cg_req_query(req, name, &s);
 
 	*out = def;
@@ -36,18 +34,11 @@ static int query_number(cg_req *req, const char *name, long long min, long long 
 		cg_req_send_error(req, 400, "bad_request", "malformed query string", NULL);
 		return -1;
 	}
-	for (n = 0; s[n] != '\0'; n++) {
-		if (s[n] < '0' || s[n] > '9' || n >= 10)
-			goto bad;
-		v = v * 10 + (s[n] - '0');
+	if (cg_req_parse_long(s, 10, min, max, out) < 0) {
+		cg_req_send_error(req, 422, "validation_failed", msg, name);
+		return -1;
 	}
-	if (n == 0 || v < min || v > max)
-		goto bad;
-	*out = v;
 	return 0;
-bad:
-	cg_req_send_error(req, 422, "validation_failed", msg, name);
-	return -1;
 }
 
 /* The answer object, holding a new reference to `events`; NULL when

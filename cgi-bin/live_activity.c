@@ -12,7 +12,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cg_device.h"
 #include "cg_json.h"
@@ -22,44 +21,6 @@
 #include "handlers.h"
 
 #define BODY_JSON_DEPTH 8
-
-/* 1 when the Content-Type is application/json, parameters (charset) allowed. */
-static int is_json_media_type(const char *ct)
-{
-	size_t n;
-
-	if (ct == NULL)
-		return 0;
-	while (*ct == ' ' || *ct == '\t')
-		ct++;
-	n = strcspn(ct, ";");
-	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-		n--;
-	return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
-}
-
-/* Reads and parses the JSON object body. Returns the object (caller puts
- * it) with *text / *len set, or NULL after answering 415 / 413 / 400. */
-static json_object *json_body(cg_req *req, const char **text, size_t *len)
-{
-	json_object *body;
-	char err[160], msg[200];
-
-	if (!is_json_media_type(cg_req_header(req, "Content-Type"))) {
-		cg_req_send_error(req, 415, "unsupported_media_type",
-				  "Content-Type must be application/json", NULL);
-		return NULL;
-	}
-	if (cg_req_body(req, text, len) < 0)
-		return NULL; /* answered */
-	err[0] = '\0';
-	body = cg_json_parse_object(*text, *len, BODY_JSON_DEPTH, err, sizeof err);
-	if (body == NULL) {
-		snprintf(msg, sizeof msg, "malformed JSON: %s", err[0] != '\0' ? err : "not an object");
-		cg_req_send_error(req, 400, "malformed_json", msg, NULL);
-	}
-	return body;
-}
 
 /* Answers a failed attach (the change is already aborted). */
 static void send_attach_error(cg_ctx *ctx, cg_req *req, int rc)
@@ -86,7 +47,7 @@ void cg_handle_live_activity_token(cg_ctx *ctx, cg_req *req, cg_call *call)
 	const cg_principal *who = call->who;
 	const char *capsule_id = cg_path_param(&call->pp, "capsule_id");
 	json_object *body = NULL, *token = NULL, *resp = NULL;
-	const char *text, *resp_text = NULL;
+	const char *text, *resp_text;
 	cg_live_activity_req la;
 	cg_field_error fe;
 	cg_change ch;
@@ -100,13 +61,12 @@ void cg_handle_live_activity_token(cg_ctx *ctx, cg_req *req, cg_call *call)
 		cg_req_send_error(req, 404, "not_found", "activity not found", NULL);
 		goto out;
 	}
-	body = json_body(req, &text, &len);
+	body = cg_req_json_body(req, BODY_JSON_DEPTH, &text, &len);
 	if (body == NULL)
 		goto out;
 	memset(&fe, 0, sizeof fe);
 	if (cg_device_validate_live_activity(body, &la, &fe) < 0) {
-		cg_req_send_error(req, 422, fe.code != NULL ? fe.code : "validation_failed",
-				  fe.message != NULL ? fe.message : "invalid request", fe.field);
+		cg_send_field_error(req, &fe);
 		goto out;
 	}
 	if (cg_change_begin(ctx, req, call, &ch, text, len) != 0)
@@ -119,19 +79,9 @@ void cg_handle_live_activity_token(cg_ctx *ctx, cg_req *req, cg_call *call)
 		goto out;
 	}
 	status = created ? 201 : 200;
-	resp = json_object_new_object();
-	if (resp != NULL && json_object_object_add(resp, "success", json_object_new_boolean(1)) == 0) {
-		if (json_object_object_add(resp, "live_activity_token", json_object_get(token)) == 0)
-			resp_text = cg_json_compact(resp);
-		else
-			json_object_put(token); /* the reference the failed add did not take */
-	}
-	if (resp_text == NULL) {
-		cg_change_abort(ctx, &ch);
-		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
-		goto out;
-	}
-	if (cg_change_commit(ctx, req, call, &ch, status, resp_text) != 0)
+	resp = cg_answer_wrap(token, "live_activity_token", 1);
+	resp_text = cg_change_commit_json(ctx, req, call, &ch, status, resp);
+	if (resp_text == NULL)
 		goto out;
 	cg_log_info("Live Activity token %s for capsule_id=%s device %lld by %s",
 		    created ? "attached" : "replaced", capsule_id, la.device_id, who->subject);

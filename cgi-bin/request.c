@@ -368,6 +368,64 @@ int cg_req_query(cg_req *r, const char *name, const char **out)
 	return 1;
 }
 
+int cg_req_query_text(cg_req *r, const char *name, size_t max_len, const char **out)
+{
+	const char *v = NULL;
+	int rc = cg_req_query(r, name, &v);
+	char msg[96];
+
+	*out = NULL;
+	if (rc < 0) {
+		cg_req_send_error(r, 400, "bad_request", "malformed query string", NULL);
+		return -1;
+	}
+	if (rc > 0 || v[0] == '\0')
+		return 0;
+	if (strlen(v) > max_len) {
+		snprintf(msg, sizeof msg, "%s must be at most %zu characters", name, max_len);
+		cg_req_send_error(r, 422, "validation_failed", msg, name);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int cg_req_parse_long(const char *s, int max_digits, long long min, long long max, long long *out)
+{
+	long long v = 0;
+	int n;
+
+	for (n = 0; s[n] != '\0'; n++) {
+		if (s[n] < '0' || s[n] > '9' || n >= max_digits)
+			return -1;
+		v = v * 10 + (s[n] - '0');
+	}
+	if (n == 0 || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int cg_req_query_long(cg_req *r, const char *name, long def, long min, long max, long *out)
+{
+	const char *s;
+	long long v;
+	char msg[96];
+
+	*out = def;
+	if (cg_req_query_text(r, name, CG_QUERY_VALUE_MAX, &s) < 0)
+		return -1;
+	if (s == NULL)
+		return 0;
+	if (cg_req_parse_long(s, 9, min, max, &v) < 0) {
+		snprintf(msg, sizeof msg, "%s must be an integer from %ld to %ld", name, min, max);
+		cg_req_send_error(r, 422, "validation_failed", msg, name);
+		return -1;
+	}
+	*out = (long)v;
+	return 0;
+}
+
 /* CONTENT_LENGTH: 0 and *out when valid, 1 when absent or empty, -1 when
  * malformed (anything but 1..19 decimal digits). */
 static int content_length(const cg_req *r, unsigned long long *out)
@@ -485,6 +543,42 @@ int cg_req_body(cg_req *r, const char **body, size_t *len)
 	*body = r->body;
 	*len = r->body_len;
 	return 0;
+}
+
+/* 1 when the Content-Type is application/json, parameters (charset) allowed. */
+static int is_json_media_type(const char *ct)
+{
+	size_t n;
+
+	if (ct == NULL)
+		return 0;
+	while (*ct == ' ' || *ct == '\t')
+		ct++;
+	n = strcspn(ct, ";");
+	while (n > 0 && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+		n--;
+	return n == strlen("application/json") && strncasecmp(ct, "application/json", n) == 0;
+}
+
+json_object *cg_req_json_body(cg_req *r, int max_depth, const char **text, size_t *len)
+{
+	json_object *body;
+	char err[160], msg[200];
+
+	if (!is_json_media_type(cg_req_header(r, "Content-Type"))) {
+		cg_req_send_error(r, 415, "unsupported_media_type",
+				  "Content-Type must be application/json", NULL);
+		return NULL;
+	}
+	if (cg_req_body(r, text, len) < 0)
+		return NULL; /* answered */
+	err[0] = '\0';
+	body = cg_json_parse_object(*text, *len, max_depth, err, sizeof err);
+	if (body == NULL) {
+		snprintf(msg, sizeof msg, "malformed JSON: %s", err[0] != '\0' ? err : "not an object");
+		cg_req_send_error(r, 400, "malformed_json", msg, NULL);
+	}
+	return body;
 }
 
 static int header_text_ok(const char *s)

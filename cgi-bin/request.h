@@ -60,12 +60,43 @@ const char *cg_req_param(const cg_req *r, const char *name);
  * CG_QUERY_PARAMS_MAX parameters). The first of repeated names wins. */
 int cg_req_query(cg_req *r, const char *name, const char **out);
 
+/* Longest query value a handler looks at before validating it (ids and
+ * categories are at most 255 bytes; numbers far less). */
+#define CG_QUERY_VALUE_MAX 255
+
+/* Query parameter `name` for a handler: 0 with *out (owned by r; NULL when
+ * absent or empty), or -1 after answering 400 "bad_request" (malformed
+ * query string) or 422 "validation_failed" naming `name` (longer than
+ * max_len bytes). */
+int cg_req_query_text(cg_req *r, const char *name, size_t max_len, const char **out);
+
+/* `s` as a decimal integer in [min, max]: 1 to max_digits (<= 18) digits
+ * and nothing else (no sign, space or exponent). Returns 0 with *out, or
+ * -1 with *out untouched. Answers nothing. */
+int cg_req_parse_long(const char *s, int max_digits, long long min, long long max,
+		      long long *out);
+
+/* Query parameter `name` as a decimal integer of at most 9 digits in
+ * [min, max] (limit, offset): 0 with *out (`def` when absent or empty), or
+ * -1 after answering as cg_req_query_text() does (max_len
+ * CG_QUERY_VALUE_MAX) or 422 "validation_failed" "<name> must be an integer
+ * from <min> to <max>" naming `name`. */
+int cg_req_query_long(cg_req *r, const char *name, long def, long min, long max, long *out);
+
 /* Reads the whole body, at most cfg->max_body_bytes: 413 when
  * CONTENT_LENGTH says more (nothing is read) or when more bytes come; 400
  * when CONTENT_LENGTH is malformed or the body ends early. Returns 0 with
  * *body (NUL-terminated, owned by r) and *len, or -1 when the error answer
  * has already been sent. Safe to call again (returns the same body). */
 int cg_req_body(cg_req *r, const char **body, size_t *len);
+
+/* Reads a JSON object body: 415 "unsupported_media_type" unless the
+ * Content-Type is application/json (parameters such as charset allowed),
+ * 413/400 as cg_req_body(), 400 "malformed_json" when it is not one JSON
+ * object nested at most `max_depth` deep. Returns the object (the caller
+ * puts it) with *text / *len (the raw body, owned by r), or NULL when the
+ * error answer has been sent. */
+json_object *cg_req_json_body(cg_req *r, int max_depth, const char **text, size_t *len);
 
 /* Adds a response header (e.g. "Allow"). Name and value must not hold CR,
  * LF or NUL; at most 2 KiB of extra headers. Returns 0 or -1. */

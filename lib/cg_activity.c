@@ -200,16 +200,22 @@ static int opt_metadata(json_object *body, const cg_limits *lim, const char **ou
 	}
 }
 
+/* `lim`, or the built-in defaults (filled into *defaults) when NULL. */
+static const cg_limits *limits_or_defaults(const cg_limits *lim, cg_limits *defaults)
+{
+	if (lim != NULL)
+		return lim;
+	cg_limits_from_config(NULL, defaults);
+	return defaults;
+}
+
 int cg_activity_validate_new(json_object *body, const cg_limits *lim, cg_activity_new *out,
 			     cg_field_error *fe)
 {
 	cg_limits defaults;
 
 	memset(out, 0, sizeof *out);
-	if (lim == NULL) {
-		cg_limits_from_config(NULL, &defaults);
-		lim = &defaults;
-	}
+	lim = limits_or_defaults(lim, &defaults);
 	if (opt_id(body, "activity_id", "act_", out->gen_activity_id, sizeof out->gen_activity_id,
 		   &out->activity_id, fe) < 0 ||
 	    opt_id(body, "capsule_id", "cap_", out->gen_capsule_id, sizeof out->gen_capsule_id,
@@ -243,10 +249,7 @@ int cg_activity_validate_update(json_object *body, const cg_limits *lim, cg_acti
 	cg_limits defaults;
 
 	memset(out, 0, sizeof *out);
-	if (lim == NULL) {
-		cg_limits_from_config(NULL, &defaults);
-		lim = &defaults;
-	}
+	lim = limits_or_defaults(lim, &defaults);
 	out->metadata_max = lim->metadata_bytes;
 	if (req_id(body, "capsule_id", &out->capsule_id, fe) < 0)
 		return -1;
@@ -276,10 +279,7 @@ int cg_activity_validate_action(json_object *body, const cg_limits *lim, cg_acti
 	cg_limits defaults;
 
 	memset(out, 0, sizeof *out);
-	if (lim == NULL) {
-		cg_limits_from_config(NULL, &defaults);
-		lim = &defaults;
-	}
+	lim = limits_or_defaults(lim, &defaults);
 	if (req_id(body, "capsule_id", &out->capsule_id, fe) < 0)
 		return -1;
 	if (opt_string(body, "action_type", 32, &out->action_type, fe) < 0)
@@ -470,6 +470,40 @@ static int apply_change(cg_db *db, const char *tenant, const char *capsule_id,
 	return 0;
 }
 
+/* The common start of a change of activity `capsule_id`: locks the row,
+ * checks the move to `to` (see check_move), applies vals / metadata (see
+ * apply_change) and reads the changed activity. Returns 0 with *changed
+ * (caller PQclears) and *act (caller puts); otherwise an error code, with
+ * *activity set as check_move() sets it and *changed possibly set (caller
+ * PQclears it still). */
+static int lock_and_apply(cg_db *db, const char *tenant, const char *capsule_id, const char *to,
+			  int stay_ok, const char *const vals[N_PATCH_FIELDS],
+			  const char *metadata, json_object **activity, PGresult **changed,
+			  json_object **act)
+{
+	PGresult *locked = NULL;
+	int rc;
+
+	*changed = NULL;
+	*act = NULL;
+	rc = lock_activity(db, tenant, capsule_id, &locked);
+	if (rc != 0)
+		goto out;
+	rc = check_move(locked, to, stay_ok, activity);
+	if (rc != 0)
+		goto out;
+	rc = apply_change(db, tenant, capsule_id, vals, metadata, changed);
+	if (rc != 0)
+		goto out;
+	*act = activity_from_text(PQgetvalue(*changed, 0, 0));
+	if (*act == NULL)
+		rc = CG_DB_ESQL;
+out:
+	if (locked != NULL)
+		PQclear(locked);
+	return rc;
+}
+
 /* Writes the "activity.updated" event of a change whose UPDATE returned
  * `changed` (row 0: activity JSON, version, user_id). */
 static int insert_update_event(cg_db *db, const char *tenant, const char *capsule_id,
@@ -502,7 +536,7 @@ int cg_activity_update(cg_db *db, const char *tenant, const cg_activity_patch *p
 		       const char *actor, json_object **activity, json_object **event)
 {
 	const char *vals[N_PATCH_FIELDS];
-	PGresult *locked = NULL, *changed = NULL;
+	PGresult *changed = NULL;
 	json_object *act = NULL, *ev = NULL, *cause = NULL, *fields = NULL;
 	size_t i;
 	int rc;
@@ -516,20 +550,10 @@ int cg_activity_update(cg_db *db, const char *tenant, const cg_activity_patch *p
 	vals[4] = p->priority;
 	vals[5] = p->category;
 
-	rc = lock_activity(db, tenant, p->capsule_id, &locked);
+	rc = lock_and_apply(db, tenant, p->capsule_id, p->state, 1, vals, p->metadata, activity,
+			    &changed, &act);
 	if (rc != 0)
 		goto out;
-	rc = check_move(locked, p->state, 1, activity);
-	if (rc != 0)
-		goto out;
-	rc = apply_change(db, tenant, p->capsule_id, vals, p->metadata, &changed);
-	if (rc != 0)
-		goto out;
-	act = activity_from_text(PQgetvalue(changed, 0, 0));
-	if (act == NULL) {
-		rc = CG_DB_ESQL;
-		goto out;
-	}
 	if (p->metadata != NULL && p->metadata_max > 0 && metadata_size(act) > p->metadata_max) {
 		rc = CG_ACT_ELIMIT;
 		goto out;
@@ -560,8 +584,6 @@ int cg_activity_update(cg_db *db, const char *tenant, const cg_activity_patch *p
 	act = NULL;
 	ev = NULL;
 out:
-	if (locked != NULL)
-		PQclear(locked);
 	if (changed != NULL)
 		PQclear(changed);
 	json_object_put(fields);
@@ -614,7 +636,7 @@ int cg_activity_act(cg_db *db, const char *tenant, const cg_action_req *a, const
 {
 	const char *target = cg_action_target(a->action_type);
 	const char *vals[N_PATCH_FIELDS] = { NULL };
-	PGresult *locked = NULL, *changed = NULL;
+	PGresult *changed = NULL;
 	json_object *act = NULL, *ev = NULL, *cause = NULL, *rec = NULL;
 	char action_id[40];
 	int rc;
@@ -628,20 +650,10 @@ int cg_activity_act(cg_db *db, const char *tenant, const cg_action_req *a, const
 	if (cg_random_id("action_", action_id, sizeof action_id) < 0)
 		return CG_DB_ESQL;
 
-	rc = lock_activity(db, tenant, a->capsule_id, &locked);
+	rc = lock_and_apply(db, tenant, a->capsule_id, target, 0, vals, NULL, activity, &changed,
+			    &act);
 	if (rc != 0)
 		goto out;
-	rc = check_move(locked, target, 0, activity);
-	if (rc != 0)
-		goto out;
-	rc = apply_change(db, tenant, a->capsule_id, vals, NULL, &changed);
-	if (rc != 0)
-		goto out;
-	act = activity_from_text(PQgetvalue(changed, 0, 0));
-	if (act == NULL) {
-		rc = CG_DB_ESQL;
-		goto out;
-	}
 	rc = insert_action(db, tenant, action_id, a, &rec);
 	if (rc != 0)
 		goto out;
@@ -660,8 +672,6 @@ int cg_activity_act(cg_db *db, const char *tenant, const cg_action_req *a, const
 	act = NULL;
 	ev = NULL;
 out:
-	if (locked != NULL)
-		PQclear(locked);
 	if (changed != NULL)
 		PQclear(changed);
 	json_object_put(cause);
