@@ -35,6 +35,9 @@ typedef struct cg_config {
 	long ws_auth_timeout;     /* WS_AUTH_TIMEOUT seconds, default 10 */
 	long ws_max_message;      /* WS_MAX_MESSAGE bytes, default 1 MiB */
 	long ws_send_queue_max;   /* WS_SEND_QUEUE_MAX messages per connection, default 1024 */
+	long ws_max_connections;  /* WS_MAX_CONNECTIONS per instance, default 10000 */
+	long ws_max_connections_per_user; /* per tenant+user per instance, default 20 */
+	long ws_connect_attempts_per_ip_per_minute; /* per client address, default 120 */
 	char *instance_id;        /* INSTANCE_ID, default "<hostname>-<pid>" when empty */
 	/* APNs */
 	char *apns_team_id;       /* APNS_TEAM_ID (10 chars) */

@@ -45,6 +45,10 @@ long cg_pct_decode(const char *in, size_t len, int plus_space, char *out);
  * caller's-buffer error habit of every module. */
 void cg_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A well-mixed 64-bit hash of a string (FNV-1a then a 64-bit finaliser),
+ * for in-memory tables; not for anything an attacker must not predict. */
+uint64_t cg_hash64(const char *s);
+
 /* Ids that we accept from clients: 1..255 bytes of [A-Za-z0-9_.:-]. */
 int cg_id_valid(const char *s);
 

@@ -25,7 +25,8 @@ CG_UNIT_TESTS = \
 	tests/unit/test_auth \
 	tests/unit/test_device \
 	tests/unit/test_state \
-	tests/unit/test_query
+	tests/unit/test_query \
+	tests/unit/test_wsd_order
 check_PROGRAMS += $(CG_UNIT_TESTS)
 TESTS += $(CG_UNIT_TESTS)
 
@@ -72,6 +73,10 @@ tests_unit_test_state_LDADD = $(CG_TEST_LDADD)
 tests_unit_test_query_SOURCES = tests/unit/test_query.c tests/unit/tap.h tests/unit/test_schema.h
 tests_unit_test_query_CFLAGS = $(CG_TEST_CFLAGS)
 tests_unit_test_query_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_wsd_order_SOURCES = tests/unit/test_wsd_order.c tests/unit/tap.h \
+	ws-daemon/order.c ws-daemon/order.h ws-daemon/connlimit.c ws-daemon/connlimit.h
+tests_unit_test_wsd_order_CFLAGS = $(CG_TEST_CFLAGS) -I$(top_srcdir)/ws-daemon
+tests_unit_test_wsd_order_LDADD = $(CG_TEST_LDADD)
 
 # Test tools: local stand-ins for the outside world.
 check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client
@@ -90,9 +95,11 @@ tests_tools_jwt_sign_LDADD = $(OPENSSL_LIBS)
 TESTS += tests/integration/e2e.sh
 TESTS += tests/integration/security.sh
 TESTS += tests/integration/api.sh
+TESTS += tests/integration/ws.sh
 EXTRA_DIST += tests/stack.sh tests/integration/e2e.sh tests/integration/lib.sh
 EXTRA_DIST += tests/integration/security.sh
 EXTRA_DIST += tests/integration/api.sh
+EXTRA_DIST += tests/integration/ws.sh
 # The same suites run behind lighttpd, Apache and nginx (STACK_WEB); paths.sh
 # checks what the program sees of a request through each.
 TESTS += tests/integration/paths.sh

@@ -12,6 +12,8 @@
 #include "cg_jwt.h"
 #include "cg_log.h"
 #include "cg_util.h"
+#include "connlimit.h"
+#include "order.h"
 #include "server.h"
 
 #define WSD_PATH "/ws"                /* the only path that upgrades */
@@ -22,6 +24,7 @@
 #define WSD_CHANNEL_MAX 256           /* bytes of a channel name */
 #define WSD_RX_KEEP 65536             /* assembly buffer kept between messages */
 #define WSD_CLOSE_GRACE_S 5           /* a session we close is gone after this */
+#define WSD_CLOSE_LIMIT 4429          /* rate or connection limit (PROTOCOLS.md) */
 
 /* ---- per message ------------------------------------------------------- */
 
@@ -68,6 +71,7 @@ struct wsd_vhost {
 	struct lws_context *ctx;
 	wsd_app *app;
 	lws_dll2_owner_t sessions;  /* every established wsd_session */
+	wsd_limits limits;          /* per-user counts, per-address attempts */
 };
 
 typedef struct wsd_session {
@@ -80,6 +84,8 @@ typedef struct wsd_session {
 	int authenticated;
 	cg_ws_claims claims;
 	int sub_activities;
+	int user_counted;           /* counted in vhd->limits.users */
+	wsd_order order;            /* highest activity version sent per capsule */
 
 	int64_t last_rx_ms;         /* monotonic; any message or pong */
 	int64_t next_ping_ms;
@@ -285,23 +291,38 @@ session_auth_timeout_cb(lws_sorted_usec_list_t *sul)
 	session_close(s, 4401, "authentication timeout");
 }
 
-/* Verifies `token` and, when valid, authenticates the session. Returns 0,
- * or -1 when the token is bad (logged without the token; the caller closes
- * with 4401). */
+/* Verifies `token` and, when valid and the user is under its connection
+ * limit, authenticates the session. Returns 0, or -1 after
+ * session_close_now: 4401 when the token is bad (logged without the token),
+ * 4429 when the user has ws_max_connections_per_user connections already. */
 static int
 session_authenticate(wsd_session *s, const char *token)
 {
 	const cg_config *cfg = session_cfg(s);
+	wsd_limits *lim = &s->vhd->limits;
 	json_object *o = NULL;
 	char err[128];
+	long n;
 	int64_t now;
 
 	if (cg_ws_token_verify(cfg->ws_jwt_secret, cfg->ws_jwt_issuer, token, cg_now(),
 			       &s->claims, err, sizeof err) < 0) {
 		memset(&s->claims, 0, sizeof s->claims);
 		cg_log_warn("auth failed from %s: %s", s->peer, err);
-		return -1;
+		return session_close_now(s, 4401, "invalid token");
 	}
+	n = wsd_limits_user_count(lim, s->claims.tenant, s->claims.sub);
+	if (n >= cfg->ws_max_connections_per_user) {
+		cg_log_warn("%s user %s (tenant %s): refused, %ld connections already "
+			    "(ws_max_connections_per_user %ld)", s->peer, s->claims.sub,
+			    s->claims.tenant, n, cfg->ws_max_connections_per_user);
+		return session_close_now(s, WSD_CLOSE_LIMIT, "too many connections for this user");
+	}
+	if (wsd_limits_user_add(lim, s->claims.tenant, s->claims.sub, 1) == 0)
+		s->user_counted = 1;
+	else
+		cg_log_warn("%s user %s: connection not counted (out of memory)", s->peer,
+			    s->claims.sub);
 	s->authenticated = 1;
 	atomic_fetch_add(&s->vhd->app->nconns, 1);
 	lws_sul_cancel(&s->sul_auth);
@@ -346,9 +367,7 @@ on_authenticate(wsd_session *s, json_object *msg)
 			    s->peer);
 		return session_close_now(s, 4401, "invalid token");
 	}
-	if (session_authenticate(s, token) < 0)
-		return session_close_now(s, 4401, "invalid token");
-	return 0;
+	return session_authenticate(s, token);
 }
 
 /* The channel named in a subscribe/unsubscribe message, or NULL after an
@@ -550,6 +569,8 @@ session_established(struct wsd_vhost *vhd, wsd_session *s, struct lws *wsi)
 	char buf[WSD_TOKEN_MAX + 16];
 	const char *token;
 
+	long attempts;
+
 	memset(s, 0, sizeof *s);
 	s->wsi = wsi;
 	s->vhd = vhd;
@@ -558,18 +579,30 @@ session_established(struct wsd_vhost *vhd, wsd_session *s, struct lws *wsi)
 	if (lws_get_peer_simple(wsi, s->peer, sizeof s->peer) == NULL)
 		snprintf(s->peer, sizeof s->peer, "?");
 	cg_buf_init(&s->rx, (size_t)cfg->ws_max_message);
+	wsd_order_init(&s->order, WSD_ORDER_MAX);
 	s->last_rx_ms = cg_monotonic_ms();
 	lws_dll2_add_tail(&s->list, &vhd->sessions);
 	cg_log_info("connect from %s", s->peer);
 
+	/* Limits: the upgrade is accepted, then closed with 4429 and a reason. */
+	attempts = wsd_limits_attempt(&vhd->limits, s->peer, s->last_rx_ms);
+	if (attempts > cfg->ws_connect_attempts_per_ip_per_minute) {
+		cg_log_warn("%s: refused, %ld connection attempts in the last minute "
+			    "(ws_connect_attempts_per_ip_per_minute %ld)", s->peer, attempts,
+			    cfg->ws_connect_attempts_per_ip_per_minute);
+		return session_close_now(s, WSD_CLOSE_LIMIT, "too many connection attempts");
+	}
+	if ((long)vhd->sessions.count > cfg->ws_max_connections) {
+		cg_log_warn("%s: refused, %ld connections open (ws_max_connections %ld)", s->peer,
+			    (long)vhd->sessions.count - 1, cfg->ws_max_connections);
+		return session_close_now(s, WSD_CLOSE_LIMIT, "too many connections");
+	}
+
 	/* last_event_id in the query is accepted and not used yet: resuming from
 	 * history comes with the history itself. */
 	token = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof buf);
-	if (token != NULL && *token != '\0') {
-		if (session_authenticate(s, token) < 0)
-			return session_close_now(s, 4401, "invalid token");
-		return 0;
-	}
+	if (token != NULL && *token != '\0')
+		return session_authenticate(s, token);
 	lws_sul_schedule(vhd->ctx, 0, &s->sul_auth, session_auth_timeout_cb,
 			 (lws_usec_t)cfg->ws_auth_timeout * LWS_US_PER_SEC);
 	return 0;
@@ -585,6 +618,9 @@ session_closed(wsd_session *s)
 	lws_dll2_remove(&s->list);
 	session_free_queue(s);
 	cg_buf_free(&s->rx);
+	wsd_order_free(&s->order);
+	if (s->user_counted)
+		(void)wsd_limits_user_add(&s->vhd->limits, s->claims.tenant, s->claims.sub, -1);
 	if (s->authenticated)
 		atomic_fetch_sub(&s->vhd->app->nconns, 1);
 	cg_log_info("disconnect from %s user %s: %s", s->peer, session_user(s), s->why);
@@ -592,6 +628,37 @@ session_closed(wsd_session *s)
 }
 
 /* ---- per vhost ---------------------------------------------------------- */
+
+/* True for the event types whose versions a session must never see go
+ * back (activity_created / activity_updated). */
+static int
+event_is_ordered(json_object *ev)
+{
+	const char *type = cg_event_str(ev, "type");
+
+	return (strcmp(type, "activity.created") == 0 || strcmp(type, "activity.updated") == 0) &&
+	       cg_event_str(ev, "capsule_id")[0] != '\0';
+}
+
+/* Whether session `s` may be sent `ev` as far as ordering goes; records the
+ * version when it may. A version not above the one already sent for the
+ * capsule (an older one published late, or the same event twice) is dropped. */
+static int
+session_admit_order(wsd_session *s, json_object *ev, int ordered)
+{
+	const char *capsule_id;
+	long long version;
+
+	if (!ordered)
+		return 1;
+	capsule_id = cg_event_str(ev, "capsule_id");
+	version = cg_event_int(ev, "version");
+	if (wsd_order_admit(&s->order, capsule_id, version) == WSD_ORDER_SEND)
+		return 1;
+	cg_log_debug("%s user %s: %s version %lld of %s dropped (not newer than sent)",
+		     s->peer, session_user(s), cg_event_str(ev, "type"), version, capsule_id);
+	return 0;
+}
 
 /* Sends one event to every session that subscribed to it and may see it;
  * the message is serialised once and shared. */
@@ -601,7 +668,7 @@ vhost_fanout_one(struct wsd_vhost *vhd, json_object *ev)
 	json_object *wm = NULL;
 	wsd_msg *m = NULL;
 	const char *text;
-	int n = 0;
+	int n = 0, ordered = event_is_ordered(ev);
 
 	cg_log_set_context(cg_event_str(ev, "event_id"));
 	wm = cg_event_ws_message(ev);
@@ -622,7 +689,7 @@ vhost_fanout_one(struct wsd_vhost *vhd, json_object *ev)
 
 		if (s->authenticated && s->sub_activities && s->close_code == 0 &&
 		    cg_event_visible_to(ev, s->claims.tenant, s->claims.sub, s->claims.role) &&
-		    session_enqueue(s, m) == 0)
+		    session_admit_order(s, ev, ordered) && session_enqueue(s, m) == 0)
 			n++;
 	} lws_end_foreach_dll(d);
 	cg_log_debug("event %s queued for %d session(s)", cg_event_str(ev, "type"), n);
@@ -685,11 +752,15 @@ wsd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		vhd->ctx = lws_get_context(wsi);
 		vhd->app = lws_context_user(vhd->ctx);
 		vhd->app->vhost = vhd;
+		wsd_limits_init(&vhd->limits);
 		return 0;
 
 	case LWS_CALLBACK_PROTOCOL_DESTROY:
-		if (vhd != NULL && vhd->app->vhost == vhd)
-			vhd->app->vhost = NULL;
+		if (vhd != NULL) {
+			if (vhd->app->vhost == vhd)
+				vhd->app->vhost = NULL;
+			wsd_limits_free(&vhd->limits);
+		}
 		return 0;
 
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:

@@ -4,10 +4,14 @@
  *   wsd_app      per process, owned by main.c, reached through
  *                lws_context_user(): configuration, the stream reader, the
  *                count of authenticated connections, the stop flag;
- *   per vhost    (server.c) the list of sessions and the fan-out;
+ *   per vhost    (server.c) the list of sessions, the fan-out and the
+ *                connection limits (connlimit.h; over a limit the upgrade
+ *                is accepted and closed with 4429);
  *   per session  (server.c) authentication, subscriptions, heartbeat, the
- *                assembly buffer and a capped queue of outgoing messages
- *                that point at shared, reference-counted message buffers.
+ *                assembly buffer, a capped queue of outgoing messages
+ *                that point at shared, reference-counted message buffers,
+ *                and the highest activity version sent per capsule
+ *                (order.h) so versions never go back.
  * Everything here runs on the lws service thread; only `nconns` is read by
  * the stream thread. */
 #ifndef WSD_SERVER_H

@@ -1,12 +1,18 @@
 /* ws-client: a small WebSocket client for the integration tests (libwebsockets only). */
 /*
  * ws-client --url ws://HOST:PORT/PATH?QUERY [--send JSON]... [--until TYPE]
- *           [--count N] [--timeout SECONDS] [--timestamps]
+ *           [--count N] [--timeout SECONDS] [--timestamps] [--pong]
+ *           [--send-big BYTES]
  *
  * Connects without a subprotocol, sends every --send message in order once
- * the connection is up, and prints each received text message as one line on
+ * the connection is up (then, with --send-big, one text message of exactly
+ * BYTES bytes: {"type":"ping","pad":"xxx..."}), and prints each received text message as one line on
  * stdout (flushed per line), with --timestamps prefixed by the wall-clock
- * time of arrival in microseconds. Exit status:
+ * time of arrival in microseconds. The server's JSON {"type":"ping"} is
+ * answered with {"type":"pong"} only with --pong: by default the client
+ * sends nothing but its --send messages (a silent client for heartbeat
+ * tests); WebSocket control-frame pings are always answered by lws. Exit
+ * status:
  *   0  a message whose top-level "type" equals --until arrived, or --count
  *      messages arrived
  *   1  timeout (default 10 s)
@@ -50,6 +56,8 @@ struct wsc_opts {
 	long count;     /* 0: no count */
 	long timeout_s;
 	int timestamps;  /* prefix each message with the wall-clock time in µs */
+	int pong;        /* answer the server's JSON pings */
+	long send_big;   /* bytes of one extra large message; 0: none */
 };
 
 struct wsc {
@@ -60,6 +68,8 @@ struct wsc {
 	int finished;           /* the connection is gone (or given up on) */
 	int closing;            /* outcome known: close from WRITEABLE */
 	int next_send;          /* index of the next --send to write */
+	int big_sent;           /* the --send-big message went out */
+	int pongs_due;          /* JSON pongs to write */
 	long received;          /* complete text messages */
 	int close_code;         /* from the peer's close frame, -1 if none */
 	unsigned char *rx;      /* the message being assembled */
@@ -176,6 +186,9 @@ wsc_message(struct wsc *c)
 	fputc('\n', stdout);
 	fflush(stdout);
 	c->received++;
+	if (c->o->pong && wsc_json_type((const char *)c->rx, c->rx_len, type, sizeof type) == 0 &&
+	    strcmp(type, "ping") == 0)
+		c->pongs_due++;
 	if (c->o->until != NULL &&
 	    wsc_json_type((const char *)c->rx, c->rx_len, type, sizeof type) == 0 &&
 	    strcmp(type, c->o->until) == 0)
@@ -184,29 +197,66 @@ wsc_message(struct wsc *c)
 		wsc_finish(c, WSC_EXIT_OK);
 }
 
-/* Writes the next --send message; one per WRITEABLE callback. */
+/* Writes one text message. Returns 0 or -1. */
 static int
-wsc_write_next(struct lws *wsi, struct wsc *c)
+wsc_write_text(struct lws *wsi, const char *msg, size_t len)
 {
-	const char *msg;
-	size_t len;
 	unsigned char *buf;
 	int n;
 
-	if (c->next_send >= c->o->nsend)
-		return 0;
-	msg = c->o->send[c->next_send];
-	len = strlen(msg);
 	buf = malloc(LWS_PRE + len + 1);
 	if (buf == NULL)
 		return -1;
 	memcpy(buf + LWS_PRE, msg, len);
 	n = lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT);
 	free(buf);
-	if (n < (int)len)
+	return n < (int)len ? -1 : 0;
+}
+
+/* {"type":"ping","pad":"xxx..."} of exactly `len` bytes (len >= 32). */
+static int
+wsc_write_big(struct lws *wsi, size_t len)
+{
+	static const char head[] = "{\"type\":\"ping\",\"pad\":\"";
+	char *msg = malloc(len);
+	int rc;
+
+	if (msg == NULL)
 		return -1;
-	c->next_send++;
-	if (c->next_send < c->o->nsend)
+	memcpy(msg, head, sizeof head - 1);
+	memset(msg + sizeof head - 1, 'x', len - (sizeof head - 1) - 2);
+	memcpy(msg + len - 2, "\"}", 2);
+	rc = wsc_write_text(wsi, msg, len);
+	free(msg);
+	return rc;
+}
+
+/* Writes what is due, one message per WRITEABLE callback: pongs first,
+ * then the next --send, then the --send-big message. */
+static int
+wsc_write_next(struct lws *wsi, struct wsc *c)
+{
+	const char *msg;
+
+	if (c->pongs_due > 0) {
+		msg = "{\"type\":\"pong\"}";
+		if (wsc_write_text(wsi, msg, strlen(msg)) < 0)
+			return -1;
+		c->pongs_due--;
+	} else if (c->next_send < c->o->nsend) {
+		msg = c->o->send[c->next_send];
+		if (wsc_write_text(wsi, msg, strlen(msg)) < 0)
+			return -1;
+		c->next_send++;
+	} else if (c->o->send_big > 0 && !c->big_sent) {
+		if (wsc_write_big(wsi, (size_t)c->o->send_big) < 0)
+			return -1;
+		c->big_sent = 1;
+	} else {
+		return 0;
+	}
+	if (c->pongs_due > 0 || c->next_send < c->o->nsend ||
+	    (c->o->send_big > 0 && !c->big_sent))
 		lws_callback_on_writable(wsi);
 	return 0;
 }
@@ -230,7 +280,7 @@ wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		break;
 
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
-		if (c->o->nsend > 0)
+		if (c->o->nsend > 0 || c->o->send_big > 0)
 			lws_callback_on_writable(wsi);
 		break;
 
@@ -257,8 +307,11 @@ wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			wsc_finish(c, WSC_EXIT_CLOSED);
 			return -1;
 		}
-		if (lws_is_final_fragment(wsi))
+		if (lws_is_final_fragment(wsi)) {
 			wsc_message(c);
+			if (c->pongs_due > 0)
+				lws_callback_on_writable(wsi);
+		}
 		if (c->exit_code >= 0 && !c->closing) {
 			/* Done: say goodbye with a 1000 close frame. */
 			c->closing = 1;
@@ -349,7 +402,8 @@ static void
 wsc_usage(void)
 {
 	fprintf(stderr, "usage: ws-client --url ws://HOST:PORT/PATH [--send JSON]... "
-		"[--until TYPE] [--count N] [--timeout SECONDS] [--timestamps]\n");
+		"[--until TYPE] [--count N] [--timeout SECONDS] [--timestamps] [--pong]\n"
+		"       [--send-big BYTES]\n");
 }
 
 static int
@@ -362,6 +416,8 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 		{ "count", required_argument, NULL, 'c' },
 		{ "timeout", required_argument, NULL, 'T' },
 		{ "timestamps", no_argument, NULL, 'S' },
+		{ "pong", no_argument, NULL, 'P' },
+		{ "send-big", required_argument, NULL, 'B' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -370,7 +426,7 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 
 	o->timeout_s = 10;
 	for (;;) {
-		ch = getopt_long(argc, argv, "u:s:t:c:T:Sh", longopts, NULL);
+		ch = getopt_long(argc, argv, "u:s:t:c:T:SPB:h", longopts, NULL);
 		if (ch == -1)
 			break;
 		switch (ch) {
@@ -389,6 +445,14 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 			break;
 		case 'S':
 			o->timestamps = 1;
+			break;
+		case 'P':
+			o->pong = 1;
+			break;
+		case 'B':
+			o->send_big = strtol(optarg, &endp, 10);
+			if (*endp != '\0' || o->send_big < 32 || o->send_big > (long)WSC_MAX_MESSAGE)
+				return -1;
 			break;
 		case 'c':
 			o->count = strtol(optarg, &endp, 10);
