@@ -120,6 +120,9 @@ void cg_handle_device_push_to_start(cg_ctx *ctx, cg_req *req, cg_call *call);
 /* live_activity.c */
 void cg_handle_live_activity_token(cg_ctx *ctx, cg_req *req, cg_call *call);
 
+/* events.c */
+void cg_handle_event_publish(cg_ctx *ctx, cg_req *req, cg_call *call);
+
 /* history.c */
 void cg_handle_activity_history(cg_ctx *ctx, cg_req *req, cg_call *call);
 

@@ -13,6 +13,7 @@ cgi_bin_capsule_gateway_fcgi_SOURCES = \
 	cgi-bin/change.c cgi-bin/change.h \
 	cgi-bin/cors.c cgi-bin/cors.h \
 	cgi-bin/devices.c \
+	cgi-bin/events.c \
 	cgi-bin/health.c \
 	cgi-bin/history.c \
 	cgi-bin/idempotency.c cgi-bin/idempotency.h \

@@ -9,6 +9,7 @@
 #include "cg_event.h"
 #include "cg_json.h"
 #include "cg_log.h"
+#include "cg_util.h"
 
 /* The one table of event types. Adding a type is adding a row here. */
 static const cg_event_type event_types[] = {
@@ -22,7 +23,8 @@ static const cg_event_type event_types[] = {
 
 /* Fields of a stream entry, in XADD order. "data" is last and is JSON. */
 static const char *const stream_fields[] = {
-	"event_id", "type", "tenant", "user_id", "capsule_id", "version", "created_at", "data",
+	"event_id", "type", "tenant", "user_id", "capsule_id", "channel", "agent_id", "version",
+	"created_at", "data",
 };
 #define N_STREAM_FIELDS (sizeof(stream_fields) / sizeof(stream_fields[0]))
 
@@ -35,6 +37,7 @@ static const char *const stream_fields[] = {
 #define EVENT_JSON_SQL \
 	"json_build_object('event_id', e.event_id::text, 'type', e.type, 'tenant', e.tenant_id," \
 	" 'user_id', coalesce(e.user_id, ''), 'capsule_id', coalesce(e.capsule_id, '')," \
+	" 'channel', coalesce(e.channel, ''), 'agent_id', coalesce(e.agent_id, '')," \
 	" 'version', e.version," \
 	" 'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
 	" 'data', e.payload)::text"
@@ -49,6 +52,22 @@ const cg_event_type *cg_event_type_find(const char *name)
 		if (strcmp(event_types[i].name, name) == 0)
 			return &event_types[i];
 	return NULL;
+}
+
+const char *cg_event_capsule_channel(const char *name)
+{
+	size_t n = sizeof CG_CHANNEL_CAPSULE_PREFIX - 1;
+
+	if (name == NULL || strncmp(name, CG_CHANNEL_CAPSULE_PREFIX, n) != 0 ||
+	    !cg_id_valid(name + n))
+		return NULL;
+	return name + n;
+}
+
+/* NULL for "" so that absent audience members are SQL NULL. */
+static const char *nullable(const char *s)
+{
+	return s != NULL && *s != '\0' ? s : NULL;
 }
 
 const char *cg_event_str(json_object *ev, const char *key)
@@ -84,29 +103,49 @@ int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char 
 		    const char *user_id, long long version, const char *payload_json,
 		    const char *actor, const char *cause_json, json_object **event)
 {
+	cg_event_audience aud = { user_id, NULL, NULL };
+
+	return cg_event_insert_to(db, tenant, type, capsule_id, &aud, version, payload_json, actor,
+				  cause_json, event);
+}
+
+int cg_event_insert_to(cg_db *db, const char *tenant, const char *type, const char *capsule_id,
+		       const cg_event_audience *aud, long long version, const char *payload_json,
+		       const char *actor, const char *cause_json, json_object **event)
+{
 	static const char sql[] =
-		"INSERT INTO events AS e (tenant_id, type, capsule_id, user_id, version, payload, actor, cause)"
-		" VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8::jsonb) RETURNING " EVENT_JSON_SQL;
+		"INSERT INTO events AS e (tenant_id, type, capsule_id, user_id, channel, agent_id, version,"
+		" payload, actor, cause)"
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb) RETURNING " EVENT_JSON_SQL;
+	static const cg_event_audience tenant_wide = { NULL, NULL, NULL };
 	char vbuf[24];
-	const char *params[8];
+	const char *params[10];
 	PGresult *res = NULL;
 	int rc;
 
 	*event = NULL;
+	if (aud == NULL)
+		aud = &tenant_wide;
 	if (cg_event_type_find(type) == NULL) {
 		cg_log_error("refusing to write unregistered event type %s", type);
+		return CG_DB_ESQL;
+	}
+	if (nullable(aud->channel) != NULL && cg_event_capsule_channel(aud->channel) == NULL) {
+		cg_log_error("refusing to write an event for channel %s", aud->channel);
 		return CG_DB_ESQL;
 	}
 	snprintf(vbuf, sizeof vbuf, "%lld", version);
 	params[0] = tenant;
 	params[1] = type;
 	params[2] = capsule_id;
-	params[3] = user_id;
-	params[4] = vbuf;
-	params[5] = payload_json;
-	params[6] = actor;
-	params[7] = cause_json;
-	rc = cg_db_exec(db, &res, sql, 8, params);
+	params[3] = aud->user_id;
+	params[4] = nullable(aud->channel);
+	params[5] = nullable(aud->agent_id);
+	params[6] = vbuf;
+	params[7] = payload_json;
+	params[8] = actor;
+	params[9] = cause_json;
+	rc = cg_db_exec(db, &res, sql, 10, params);
 	if (rc != CG_DB_OK)
 		goto out;
 	if (PQntuples(res) != 1) {
@@ -124,21 +163,35 @@ out:
 
 int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *id_out, size_t idlen)
 {
-	const char *values[N_STREAM_FIELDS];
+	const char *fields[N_STREAM_FIELDS], *values[N_STREAM_FIELDS];
 	char vbuf[24];
 	json_object *data;
-	size_t i;
+	size_t i, n = 0;
 
-	for (i = 0; i < N_STREAM_FIELDS - 2; i++)
-		values[i] = cg_event_str(ev, stream_fields[i]);
 	snprintf(vbuf, sizeof vbuf, "%lld", cg_event_int(ev, "version"));
-	values[5] = vbuf;
-	values[6] = cg_event_str(ev, "created_at");
 	if (!json_object_object_get_ex(ev, "data", &data))
 		data = NULL;
-	values[7] = data != NULL ? cg_json_compact(data) : "{}";
-	return cg_redis_xadd(r, cfg->event_stream, cfg->event_stream_maxlen, (int)N_STREAM_FIELDS,
-			     stream_fields, values, id_out, idlen);
+	for (i = 0; i < N_STREAM_FIELDS; i++) {
+		const char *f = stream_fields[i], *v;
+
+		if (strcmp(f, "version") == 0)
+			v = vbuf;
+		else if (strcmp(f, "data") == 0)
+			v = data != NULL ? cg_json_compact(data) : NULL;
+		else
+			v = cg_event_str(ev, f);
+		if (v == NULL)
+			v = "{}";
+		/* the narrower audiences only when set: entries of ordinary
+		 * events keep the fields they always had */
+		if (*v == '\0' && (strcmp(f, "channel") == 0 || strcmp(f, "agent_id") == 0))
+			continue;
+		fields[n] = f;
+		values[n] = v;
+		n++;
+	}
+	return cg_redis_xadd(r, cfg->event_stream, cfg->event_stream_maxlen, (int)n, fields, values,
+			     id_out, idlen);
 }
 
 int cg_event_mark_published(cg_db *db, const char *tenant, const char *event_id, const char *stream_id)
@@ -319,8 +372,10 @@ int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id
 
 	if (tenant == NULL || strcmp(cg_event_str(ev, "tenant"), tenant) != 0)
 		return 0;
+	if (*cg_event_str(ev, "agent_id") != '\0')
+		return 0; /* for an agent: no user connection's */
 	if (*audience == '\0')
-		return 1;
+		return 1; /* the tenant, or a channel's subscribers */
 	if (user_id != NULL && strcmp(audience, user_id) == 0)
 		return 1;
 	/* operators and every role above them see the whole tenant */

@@ -7,7 +7,10 @@
  *   event_id   uuid, unique
  *   type       registered type, e.g. "activity.created"
  *   tenant     tenant id
- *   user_id    audience user; "" means every user of the tenant
+ *   user_id    audience user; "" means every user of the tenant (unless
+ *              channel or agent_id names a narrower audience)
+ *   channel    audience channel, e.g. "capsule:cap_1"; "" when none
+ *   agent_id   audience agent (service client); "" when none
  *   capsule_id the activity it concerns ("" when none)
  *   version    (int) the activity version after this change
  *   created_at RFC 3339
@@ -39,6 +42,16 @@ typedef struct cg_event_type {
 /* Looks a type up in the registry; NULL when unknown. */
 const cg_event_type *cg_event_type_find(const char *name);
 
+/* Channel names (the WebSocket subscribe names and an event's "channel"). */
+#define CG_CHANNEL_ACTIVITIES "activities"
+#define CG_CHANNEL_TENANT "tenant"
+#define CG_CHANNEL_CAPSULE_PREFIX "capsule:"
+#define CG_CHANNEL_MAX 256 /* bytes of a channel name */
+
+/* When `name` is "capsule:<capsule_id>" with a capsule_id passing
+ * cg_id_valid(), returns that capsule_id (pointing into name); else NULL. */
+const char *cg_event_capsule_channel(const char *name);
+
 /* Writes an outbox event row inside the caller's open tenant transaction:
  * type `type` (must be registered), for `capsule_id` (may be NULL), audience
  * `user_id` (NULL = tenant-wide), activity `version`, `payload_json` (a JSON
@@ -51,8 +64,24 @@ int cg_event_insert(cg_db *db, const char *tenant, const char *type, const char 
 		    const char *user_id, long long version, const char *payload_json,
 		    const char *actor, const char *cause_json, json_object **event);
 
+/* Who an event is for (NULL or "" members are absent). At most one of
+ * user_id, channel and agent_id is meant to be set; none means the whole
+ * tenant. */
+typedef struct cg_event_audience {
+	const char *user_id;
+	const char *channel;  /* a channel event: cg_event_capsule_channel() name */
+	const char *agent_id;
+} cg_event_audience;
+
+/* cg_event_insert() with a full audience (aud NULL = the tenant). Refuses
+ * (CG_DB_ESQL, logged) a channel that is not a capsule channel. */
+int cg_event_insert_to(cg_db *db, const char *tenant, const char *type, const char *capsule_id,
+		       const cg_event_audience *aud, long long version, const char *payload_json,
+		       const char *actor, const char *cause_json, json_object **event);
+
 /* Publishes `ev` to the event stream (XADD with fields event_id, type,
- * tenant, user_id, capsule_id, version, created_at, data). On success writes
+ * tenant, user_id, capsule_id, channel, agent_id, version, created_at,
+ * data). On success writes
  * the stream id into id_out (>= 32 bytes) and returns 0; else a CG_REDIS_*
  * code. */
 int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *id_out, size_t idlen);
@@ -78,8 +107,10 @@ json_object *cg_event_from_stream_entry(const redisReply *entry);
 json_object *cg_event_ws_message(json_object *ev);
 
 /* 1 when a connection of user `user_id` in `tenant` with `role` may see `ev`:
- * same tenant, and the event is tenant-wide, addressed to that user, or the
- * role is operator or above (cg_auth.h's order). */
+ * same tenant, not addressed to an agent (agents are no user's), and the
+ * event is tenant-wide, addressed to a channel (whoever subscribed to it),
+ * addressed to that user, or the role is operator or above (cg_auth.h's
+ * order). Which subscription an event matches is the daemon's business. */
 int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id, const char *role);
 
 /* Convenience getters (return "" / 0 when absent). */

@@ -501,7 +501,11 @@ static int process_entry(worker *w, const redisReply *entry, int check_dup)
 	}
 	cg_log_set_context(cg_event_str(jev, "event_id"));
 	type = cg_event_type_find(cg_event_str(jev, "type"));
-	if (type == NULL || !(type->flags & CG_EV_PUSH) || w->pd->apns == NULL) {
+	/* Devices belong to users: an event for a channel's subscribers or for
+	 * an agent has no device audience (an empty user_id there does not mean
+	 * the whole tenant). */
+	if (type == NULL || !(type->flags & CG_EV_PUSH) || w->pd->apns == NULL ||
+	    *cg_event_str(jev, "channel") != '\0' || *cg_event_str(jev, "agent_id") != '\0') {
 		ack_add(w, sid);
 		goto out;
 	}

@@ -100,6 +100,8 @@ EXTRA_DIST += tests/stack.sh tests/integration/e2e.sh tests/integration/lib.sh
 EXTRA_DIST += tests/integration/security.sh
 EXTRA_DIST += tests/integration/api.sh
 EXTRA_DIST += tests/integration/ws.sh
+TESTS += tests/integration/channels.sh
+EXTRA_DIST += tests/integration/channels.sh
 # The same suites run behind lighttpd, Apache and nginx (STACK_WEB); paths.sh
 # checks what the program sees of a request through each.
 TESTS += tests/integration/paths.sh

@@ -17,11 +17,13 @@
 #include "server.h"
 
 #define WSD_PATH "/ws"                /* the only path that upgrades */
-#define WSD_CHANNEL_ACTIVITIES "activities"
+#define WSD_CHANNEL_ACTIVITIES CG_CHANNEL_ACTIVITIES
+#define WSD_CAPSULE_SUBS_MAX 64       /* capsule:<id> subscriptions of a session */
+#define WSD_CLOSE_FORBIDDEN 4403      /* forbidden channel (PROTOCOLS.md) */
 #define WSD_TOKEN_MAX 4096            /* bytes of a token (query or message) */
 #define WSD_JSON_DEPTH 16             /* nesting of a client message */
 #define WSD_TYPE_MAX 64               /* bytes of a message "type" */
-#define WSD_CHANNEL_MAX 256           /* bytes of a channel name */
+#define WSD_CHANNEL_MAX CG_CHANNEL_MAX /* bytes of a channel name */
 #define WSD_RX_KEEP 65536             /* assembly buffer kept between messages */
 #define WSD_CLOSE_GRACE_S 5           /* a session we close is gone after this */
 #define WSD_CLOSE_LIMIT 4429          /* rate or connection limit (PROTOCOLS.md) */
@@ -84,6 +86,8 @@ typedef struct wsd_session {
 	int authenticated;
 	cg_ws_claims claims;
 	int sub_activities;
+	int sub_tenant;             /* "tenant": events for the whole tenant */
+	char *sub_capsules[WSD_CAPSULE_SUBS_MAX]; /* "capsule:<id>" ids, NULL when free */
 	int user_counted;           /* counted in vhd->limits.users */
 	wsd_order order;            /* highest activity version sent per capsule */
 
@@ -370,47 +374,134 @@ on_authenticate(wsd_session *s, json_object *msg)
 	return session_authenticate(s, token);
 }
 
-/* The channel named in a subscribe/unsubscribe message, or NULL after an
- * error was queued. Only "activities" exists for now. */
-static const char *
-message_channel(wsd_session *s, json_object *msg)
+/* What a subscribe/unsubscribe message names. */
+typedef enum { CHAN_ACTIVITIES, CHAN_TENANT, CHAN_CAPSULE } wsd_chan_kind;
+
+/* Reads the channel of a subscribe/unsubscribe message into *channel and
+ * *kind (*capsule_id for a capsule channel). Returns 0; 1 after an error
+ * was queued (malformed or unknown name); -1 after session_close_now with
+ * 4403 (a wildcard: no role may subscribe to several channels at once). */
+static int
+message_channel(wsd_session *s, json_object *msg, const char **channel, wsd_chan_kind *kind,
+		const char **capsule_id)
 {
-	const char *channel = NULL;
 	char text[WSD_CHANNEL_MAX + 32];
 
-	if (cg_json_get_string(msg, "channel", WSD_CHANNEL_MAX, &channel) != CG_JSON_OK) {
+	*channel = NULL;
+	*capsule_id = NULL;
+	if (cg_json_get_string(msg, "channel", WSD_CHANNEL_MAX, channel) != CG_JSON_OK) {
 		(void)session_send_error(s, "bad_message", "channel must be a string of at most 256 bytes");
-		return NULL;
+		return 1;
 	}
-	if (strcmp(channel, WSD_CHANNEL_ACTIVITIES) != 0) {
-		snprintf(text, sizeof text, "unknown channel: %s", channel);
-		(void)session_send_error(s, "unknown_channel", text);
-		return NULL;
+	if (strchr(*channel, '*') != NULL) {
+		cg_log_warn("%s user %s: forbidden channel %s", s->peer, session_user(s), *channel);
+		return session_close_now(s, WSD_CLOSE_FORBIDDEN, "forbidden channel");
 	}
-	return channel;
+	if (strcmp(*channel, WSD_CHANNEL_ACTIVITIES) == 0) {
+		*kind = CHAN_ACTIVITIES;
+		return 0;
+	}
+	if (strcmp(*channel, CG_CHANNEL_TENANT) == 0) {
+		*kind = CHAN_TENANT;
+		return 0;
+	}
+	*capsule_id = cg_event_capsule_channel(*channel);
+	if (*capsule_id != NULL) {
+		*kind = CHAN_CAPSULE;
+		return 0;
+	}
+	snprintf(text, sizeof text, "unknown channel: %s", *channel);
+	(void)session_send_error(s, "unknown_channel", text);
+	return 1;
+}
+
+/* Index of capsule_id in the session's capsule subscriptions, or -1. */
+static int
+session_capsule_find(const wsd_session *s, const char *capsule_id)
+{
+	int i;
+
+	for (i = 0; i < WSD_CAPSULE_SUBS_MAX; i++)
+		if (s->sub_capsules[i] != NULL && strcmp(s->sub_capsules[i], capsule_id) == 0)
+			return i;
+	return -1;
+}
+
+static void
+session_capsules_free(wsd_session *s)
+{
+	int i;
+
+	for (i = 0; i < WSD_CAPSULE_SUBS_MAX; i++) {
+		free(s->sub_capsules[i]);
+		s->sub_capsules[i] = NULL;
+	}
+}
+
+/* Adds a capsule subscription. Returns 0, or 1 after an error was queued. */
+static int
+session_capsule_add(wsd_session *s, const char *capsule_id)
+{
+	int i, free_slot = -1;
+
+	if (session_capsule_find(s, capsule_id) >= 0)
+		return 0;
+	for (i = 0; i < WSD_CAPSULE_SUBS_MAX && free_slot < 0; i++)
+		if (s->sub_capsules[i] == NULL)
+			free_slot = i;
+	if (free_slot < 0) {
+		(void)session_send_error(s, "too_many_subscriptions",
+					 "at most 64 capsule channels per connection");
+		return 1;
+	}
+	s->sub_capsules[free_slot] = strdup(capsule_id);
+	if (s->sub_capsules[free_slot] == NULL) {
+		(void)session_send_error(s, "internal_error", "out of memory");
+		return 1;
+	}
+	return 0;
 }
 
 static int
 on_subscribe(wsd_session *s, json_object *msg)
 {
-	const char *channel = message_channel(s, msg);
+	const char *channel, *capsule_id;
+	wsd_chan_kind kind = CHAN_ACTIVITIES;
+	int rc = message_channel(s, msg, &channel, &kind, &capsule_id);
 
-	if (channel != NULL) {
+	if (rc != 0)
+		return rc > 0 ? 0 : -1;
+	if (kind == CHAN_ACTIVITIES)
 		s->sub_activities = 1;
-		(void)session_send_channel(s, "subscribed", channel);
-	}
+	else if (kind == CHAN_TENANT)
+		s->sub_tenant = 1;
+	else if (session_capsule_add(s, capsule_id) != 0)
+		return 0;
+	(void)session_send_channel(s, "subscribed", channel);
 	return 0;
 }
 
 static int
 on_unsubscribe(wsd_session *s, json_object *msg)
 {
-	const char *channel = message_channel(s, msg);
+	const char *channel, *capsule_id;
+	wsd_chan_kind kind = CHAN_ACTIVITIES;
+	int i, rc = message_channel(s, msg, &channel, &kind, &capsule_id);
 
-	if (channel != NULL) {
+	if (rc != 0)
+		return rc > 0 ? 0 : -1;
+	if (kind == CHAN_ACTIVITIES) {
 		s->sub_activities = 0;
-		(void)session_send_channel(s, "unsubscribed", channel);
+	} else if (kind == CHAN_TENANT) {
+		s->sub_tenant = 0;
+	} else {
+		i = session_capsule_find(s, capsule_id);
+		if (i >= 0) {
+			free(s->sub_capsules[i]);
+			s->sub_capsules[i] = NULL;
+		}
 	}
+	(void)session_send_channel(s, "unsubscribed", channel);
 	return 0;
 }
 
@@ -619,6 +710,7 @@ session_closed(wsd_session *s)
 	session_free_queue(s);
 	cg_buf_free(&s->rx);
 	wsd_order_free(&s->order);
+	session_capsules_free(s);
 	if (s->user_counted)
 		(void)wsd_limits_user_add(&s->vhd->limits, s->claims.tenant, s->claims.sub, -1);
 	if (s->authenticated)
@@ -660,6 +752,31 @@ session_admit_order(wsd_session *s, json_object *ev, int ordered)
 	return 0;
 }
 
+/* 1 when one of the session's subscriptions matches `ev` (visibility is
+ * checked apart): "activities" takes every event that names no channel or
+ * agent (as the seed server did), "tenant" the events for the whole tenant
+ * (no user, channel or agent), "capsule:<id>" the events about capsule <id>
+ * and those addressed to that channel. Several matches are one delivery. */
+static int
+session_subscribed(const wsd_session *s, json_object *ev)
+{
+	const char *channel = cg_event_str(ev, "channel");
+	const char *capsule_id;
+
+	if (*cg_event_str(ev, "agent_id") != '\0')
+		return 0;
+	if (*channel == '\0') {
+		if (s->sub_activities)
+			return 1;
+		if (s->sub_tenant && *cg_event_str(ev, "user_id") == '\0')
+			return 1;
+		capsule_id = cg_event_str(ev, "capsule_id");
+	} else {
+		capsule_id = cg_event_capsule_channel(channel);
+	}
+	return capsule_id != NULL && *capsule_id != '\0' && session_capsule_find(s, capsule_id) >= 0;
+}
+
 /* Sends one event to every session that subscribed to it and may see it;
  * the message is serialised once and shared. */
 static void
@@ -687,7 +804,7 @@ vhost_fanout_one(struct wsd_vhost *vhd, json_object *ev)
 	lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&vhd->sessions)) {
 		wsd_session *s = lws_container_of(d, wsd_session, list);
 
-		if (s->authenticated && s->sub_activities && s->close_code == 0 &&
+		if (s->authenticated && s->close_code == 0 && session_subscribed(s, ev) &&
 		    cg_event_visible_to(ev, s->claims.tenant, s->claims.sub, s->claims.role) &&
 		    session_admit_order(s, ev, ordered) && session_enqueue(s, m) == 0)
 			n++;

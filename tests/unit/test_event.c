@@ -31,6 +31,55 @@ static json_object *event_of(const char *tenant, const char *user, const char *t
 	return ev;
 }
 
+/* event_of() with a narrower audience: channel and agent_id where the
+ * stream puts them (between capsule_id and version). */
+static json_object *event_to(const char *tenant, const char *channel, const char *agent_id)
+{
+	json_object *ev = json_object_new_object();
+	json_object *data = json_object_new_object();
+
+	cg_json_add_string(ev, "event_id", "5e0c8a52-1f7d-4c3b-8e6a-9d2b4f1a7c33");
+	cg_json_add_string(ev, "type", "api.deployed");
+	cg_json_add_string(ev, "tenant", tenant);
+	cg_json_add_string(ev, "user_id", "");
+	cg_json_add_string(ev, "capsule_id", "");
+	cg_json_add_string(ev, "channel", channel);
+	cg_json_add_string(ev, "agent_id", agent_id);
+	cg_json_add_int64(ev, "version", 0);
+	cg_json_add_string(ev, "created_at", "2025-11-16T10:30:00Z");
+	cg_json_add_string(data, "api", "billing");
+	json_object_object_add(ev, "data", data);
+	return ev;
+}
+
+/* Channel names: only capsule:<valid id> names a capsule. */
+static void check_channels(void)
+{
+	const char *id = cg_event_capsule_channel("capsule:cap_1");
+
+	is_str(id ? id : "(null)", "cap_1", "capsule:cap_1 names capsule cap_1");
+	ok(cg_event_capsule_channel("capsule:") == NULL, "capsule: without an id is no channel");
+	ok(cg_event_capsule_channel("capsule:a b") == NULL, "capsule: with an invalid id is no channel");
+	ok(cg_event_capsule_channel("capsule:*") == NULL, "capsule:* is no capsule channel");
+	ok(cg_event_capsule_channel("tenant") == NULL, "tenant is not a capsule channel");
+	ok(cg_event_capsule_channel("Capsule:cap_1") == NULL, "the prefix is case-sensitive");
+	ok(cg_event_capsule_channel(NULL) == NULL, "NULL is no channel");
+}
+
+/* Channel events are for the channel's subscribers of the tenant; agent
+ * events for no user connection. */
+static void check_audience_visibility(void)
+{
+	json_object *ch = event_to("t1", "capsule:cap_1", ""), *ag = event_to("t1", "", "agent-7");
+
+	is_int(cg_event_visible_to(ch, "t1", "u2", "viewer"), 1, "a channel event is visible to a viewer of the tenant");
+	is_int(cg_event_visible_to(ch, "t2", "u2", "admin"), 0, "a channel event is invisible to another tenant's admin");
+	is_int(cg_event_visible_to(ag, "t1", "agent-7", "admin"), 0, "an agent event is visible to no user connection");
+	is_int(cg_event_visible_to(ag, "t1", "u1", "viewer"), 0, "an agent event is invisible to a viewer");
+	json_object_put(ch);
+	json_object_put(ag);
+}
+
 static void check_registry(void)
 {
 	static const struct {
@@ -199,6 +248,35 @@ static void check_publish(cg_redis *r, const cg_config *cfg)
 	if (rep != NULL)
 		freeReplyObject(rep);
 	json_object_put(ev);
+
+	/* the narrower audiences travel on the stream too */
+	ev = event_to("default", "capsule:cap_9", "");
+	back = NULL;
+	rep = NULL;
+	ok(cg_event_publish(r, cfg, ev, id, sizeof id) == CG_REDIS_OK &&
+	   cg_redis_cmdf(r, &rep, "XRANGE %s %s %s", cfg->event_stream, id, id) == CG_REDIS_OK &&
+	   rep->type == REDIS_REPLY_ARRAY && rep->elements == 1, "a channel event is published");
+	back = rep != NULL && rep->elements == 1 ? cg_event_from_stream_entry(rep->element[0]) : NULL;
+	is_str(cg_event_str(back, "channel"), "capsule:cap_9", "its channel is read back");
+	is_str(cg_event_str(back, "agent_id"), "", "no agent_id is read back as \"\"");
+	if (rep != NULL)
+		freeReplyObject(rep);
+	json_object_put(back);
+	json_object_put(ev);
+	ev = event_to("default", "", "agent-7");
+	json_object_object_del(ev, "channel"); /* an empty audience member is not on the stream */
+	rep = NULL;
+	ok(cg_event_publish(r, cfg, ev, id, sizeof id) == CG_REDIS_OK &&
+	   cg_redis_cmdf(r, &rep, "XRANGE %s %s %s", cfg->event_stream, id, id) == CG_REDIS_OK &&
+	   rep->type == REDIS_REPLY_ARRAY && rep->elements == 1, "an agent event is published");
+	back = rep != NULL && rep->elements == 1 ? cg_event_from_stream_entry(rep->element[0]) : NULL;
+	json_object_object_del(back, "stream_id");
+	is_str(back ? cg_json_compact(back) : "", cg_json_compact(ev),
+	       "an agent event read back equals what was published");
+	if (rep != NULL)
+		freeReplyObject(rep);
+	json_object_put(back);
+	json_object_put(ev);
 }
 
 /* An event committed but never published (a writer that died) is published
@@ -219,6 +297,23 @@ static void check_relay(const char *url, cg_redis *r, const cg_config *cfg)
 	   cg_db_commit(db) == CG_DB_OK, "an outbox event is committed and left unpublished");
 	ok(cg_event_insert(db, "default", "bogus.type", NULL, NULL, 1, "{}", NULL, NULL, &bogus) != CG_DB_OK && bogus == NULL,
 	   "an unregistered type cannot be written");
+	{
+		cg_event_audience ch = { NULL, "capsule:cap_r", NULL }, bad = { NULL, "ops", NULL };
+		cg_event_audience two = { "u1", NULL, "agent-1" };
+		json_object *cev = NULL, *bev = NULL, *tev = NULL;
+
+		ok(cg_db_begin_tenant(db, "default") == CG_DB_OK &&
+		   cg_event_insert_to(db, "default", "api.deployed", NULL, &ch, 0, "{}", "t", NULL, &cev) == CG_DB_OK,
+		   "a channel event is written");
+		is_str(cg_event_str(cev, "channel"), "capsule:cap_r", "the written event carries its channel");
+		is_str(cg_event_str(cev, "agent_id"), "", "and agent_id \"\"");
+		ok(cg_event_insert_to(db, "default", "api.deployed", NULL, &bad, 0, "{}", "t", NULL, &bev) != CG_DB_OK &&
+		   bev == NULL, "a channel that is no capsule channel is refused");
+		ok(cg_event_insert_to(db, "default", "api.deployed", NULL, &two, 0, "{}", "t", NULL, &tev) != CG_DB_OK &&
+		   tev == NULL, "an event for a user and an agent at once is refused by the schema");
+		cg_db_rollback(db);
+		json_object_put(cev);
+	}
 	is_int(cg_event_relay(db, r, cfg, 60, 10), 0, "the relay leaves events younger than min_age alone");
 	n = cg_event_relay(db, r, cfg, 0, 10);
 	is_int(n, 1, "the relay publishes the unpublished event");
@@ -251,6 +346,8 @@ int main(void)
 	check_registry();
 	check_ws_message();
 	check_visibility();
+	check_channels();
+	check_audience_visibility();
 	check_stream_entries();
 
 	memset(&cfg, 0, sizeof cfg);
