@@ -111,6 +111,9 @@ void cg_handle_ws_token(cg_ctx *ctx, cg_req *req, cg_call *call);
 /* admin_audit.c */
 void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call);
 
+/* admin_connections.c */
+void cg_handle_admin_connections(cg_ctx *ctx, cg_req *req, cg_call *call);
+
 /* devices.c */
 void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call);
 void cg_handle_device_list(cg_ctx *ctx, cg_req *req, cg_call *call);

@@ -8,6 +8,7 @@ cgi_bin_capsule_gateway_fcgi_SOURCES = \
 	cgi-bin/activities.c \
 	cgi-bin/activity.c \
 	cgi-bin/admin_audit.c \
+	cgi-bin/admin_connections.c \
 	cgi-bin/audit.c cgi-bin/audit.h \
 	cgi-bin/auth.c cgi-bin/auth.h \
 	cgi-bin/change.c cgi-bin/change.h \

@@ -34,6 +34,7 @@ static const cg_route routes[] = {
 	{ "GET", "/api/v1/activities/{capsule_id}/events", CG_ROLE_VIEWER, NULL,
 	  cg_handle_activity_history },
 	{ "GET", "/api/v1/admin/audit", CG_ROLE_ADMIN, NULL, cg_handle_admin_audit },
+	{ "GET", "/api/v1/admin/connections", CG_ROLE_ADMIN, NULL, cg_handle_admin_connections },
 	{ "POST", "/api/v1/events", CG_ROLE_PUBLISHER, "event.publish", cg_handle_event_publish },
 	/* devices: each caller registers, sees and deletes only its own */
 	{ "POST", "/api/v1/devices", CG_ROLE_VIEWER, "device.register", cg_handle_device_register },

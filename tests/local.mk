@@ -106,3 +106,5 @@ EXTRA_DIST += tests/integration/channels.sh
 # checks what the program sees of a request through each.
 TESTS += tests/integration/paths.sh
 EXTRA_DIST += tests/integration/paths.sh
+TESTS += tests/integration/registry.sh
+EXTRA_DIST += tests/integration/registry.sh

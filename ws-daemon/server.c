@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <libwebsockets.h>
 
@@ -27,6 +28,9 @@
 #define WSD_RX_KEEP 65536             /* assembly buffer kept between messages */
 #define WSD_CLOSE_GRACE_S 5           /* a session we close is gone after this */
 #define WSD_CLOSE_LIMIT 4429          /* rate or connection limit (PROTOCOLS.md) */
+#define WSD_CONN_ID_MAX 160           /* "<instance_id>:<serial>" */
+#define WSD_REGISTRY_TICK_MS 1000     /* how often a changed registry is handed over */
+#define WSD_REGISTRY_REFRESH_MS 4000  /* an unchanged one (health, last_heartbeat) */
 
 /* ---- per message ------------------------------------------------------- */
 
@@ -74,6 +78,10 @@ struct wsd_vhost {
 	wsd_app *app;
 	lws_dll2_owner_t sessions;  /* every established wsd_session */
 	wsd_limits limits;          /* per-user counts, per-address attempts */
+	unsigned long long next_serial; /* of connection ids */
+	int registry_dirty;         /* sessions changed since the last snapshot */
+	int64_t registry_sent_ms;   /* when the last snapshot was handed over */
+	lws_sorted_usec_list_t sul_registry;
 };
 
 typedef struct wsd_session {
@@ -82,6 +90,8 @@ typedef struct wsd_session {
 	struct wsd_vhost *vhd;
 	int established;
 	char peer[64];
+	char conn_id[WSD_CONN_ID_MAX]; /* registry field and log tag */
+	time_t connected_at;        /* wall clock, for the registry */
 
 	int authenticated;
 	cg_ws_claims claims;
@@ -334,8 +344,9 @@ session_authenticate(wsd_session *s, const char *token)
 	 * every activity to every connected client and existing clients rely on
 	 * that. Clients may still unsubscribe and subscribe again. */
 	s->sub_activities = 1;
-	cg_log_info("%s authenticated as user %s (tenant %s, role %s)", s->peer,
-		    s->claims.sub, s->claims.tenant, s->claims.role);
+	s->vhd->registry_dirty = 1;
+	cg_log_info("%s authenticated as user %s (tenant %s, role %s, connection %s)", s->peer,
+		    s->claims.sub, s->claims.tenant, s->claims.role, s->conn_id);
 
 	o = json_object_new_object();
 	if (o != NULL && cg_json_add_string(o, "type", "authenticated") == 0 &&
@@ -477,6 +488,7 @@ on_subscribe(wsd_session *s, json_object *msg)
 		s->sub_tenant = 1;
 	else if (session_capsule_add(s, capsule_id) != 0)
 		return 0;
+	s->vhd->registry_dirty = 1;
 	(void)session_send_channel(s, "subscribed", channel);
 	return 0;
 }
@@ -501,6 +513,7 @@ on_unsubscribe(wsd_session *s, json_object *msg)
 			s->sub_capsules[i] = NULL;
 		}
 	}
+	s->vhd->registry_dirty = 1;
 	(void)session_send_channel(s, "unsubscribed", channel);
 	return 0;
 }
@@ -666,6 +679,8 @@ session_established(struct wsd_vhost *vhd, wsd_session *s, struct lws *wsi)
 	s->wsi = wsi;
 	s->vhd = vhd;
 	s->established = 1;
+	s->connected_at = cg_now();
+	snprintf(s->conn_id, sizeof s->conn_id, "%s:%llu", cfg->instance_id, ++vhd->next_serial);
 	snprintf(s->why, sizeof s->why, "connection lost");
 	if (lws_get_peer_simple(wsi, s->peer, sizeof s->peer) == NULL)
 		snprintf(s->peer, sizeof s->peer, "?");
@@ -673,7 +688,7 @@ session_established(struct wsd_vhost *vhd, wsd_session *s, struct lws *wsi)
 	wsd_order_init(&s->order, WSD_ORDER_MAX);
 	s->last_rx_ms = cg_monotonic_ms();
 	lws_dll2_add_tail(&s->list, &vhd->sessions);
-	cg_log_info("connect from %s", s->peer);
+	cg_log_info("connect from %s (connection %s)", s->peer, s->conn_id);
 
 	/* Limits: the upgrade is accepted, then closed with 4429 and a reason. */
 	attempts = wsd_limits_attempt(&vhd->limits, s->peer, s->last_rx_ms);
@@ -713,9 +728,12 @@ session_closed(wsd_session *s)
 	session_capsules_free(s);
 	if (s->user_counted)
 		(void)wsd_limits_user_add(&s->vhd->limits, s->claims.tenant, s->claims.sub, -1);
-	if (s->authenticated)
+	if (s->authenticated) {
 		atomic_fetch_sub(&s->vhd->app->nconns, 1);
-	cg_log_info("disconnect from %s user %s: %s", s->peer, session_user(s), s->why);
+		s->vhd->registry_dirty = 1;
+	}
+	cg_log_info("disconnect from %s user %s: %s (connection %s)", s->peer, session_user(s),
+		    s->why, s->conn_id);
 	s->established = 0;
 }
 
@@ -832,6 +850,113 @@ vhost_fanout(struct wsd_vhost *vhd)
 	}
 }
 
+/* ---- connection registry ------------------------------------------------ */
+
+/* The subscriptions of a session as channel names. Returns 0 or -1. */
+static int
+session_registry_subs(const wsd_session *s, json_object *arr)
+{
+	char chan[WSD_CHANNEL_MAX + 16];
+	int i;
+
+	if (s->sub_activities &&
+	    json_object_array_add(arr, json_object_new_string(WSD_CHANNEL_ACTIVITIES)) != 0)
+		return -1;
+	if (s->sub_tenant && json_object_array_add(arr, json_object_new_string("tenant")) != 0)
+		return -1;
+	for (i = 0; i < WSD_CAPSULE_SUBS_MAX; i++) {
+		if (s->sub_capsules[i] == NULL)
+			continue;
+		snprintf(chan, sizeof chan, "capsule:%s", s->sub_capsules[i]);
+		if (json_object_array_add(arr, json_object_new_string(chan)) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Adds the registry entry of an authenticated session to `r`. `now` and
+ * `now_ms` are the wall and monotonic clocks of the snapshot. Returns 0 or -1. */
+static int
+session_registry_entry(const wsd_session *s, wsd_registry *r, time_t now, int64_t now_ms)
+{
+	const cg_config *cfg = session_cfg(s);
+	json_object *o = json_object_new_object(), *subs = json_object_new_array();
+	char connected[21], beat[21];
+	const char *text;
+	int64_t idle_s = (now_ms - s->last_rx_ms) / 1000;
+	int lagging = (long)s->sendq.count > cfg->ws_send_queue_max / 2;
+	int rc = -1;
+
+	if (o == NULL || subs == NULL)
+		goto out;
+	cg_time_rfc3339(s->connected_at, connected);
+	cg_time_rfc3339(now - (time_t)(idle_s > 0 ? idle_s : 0), beat);
+	if (session_registry_subs(s, subs) < 0 ||
+	    cg_json_add_string(o, "connection_id", s->conn_id) != 0 ||
+	    cg_json_add_string(o, "instance", cfg->instance_id) != 0 ||
+	    cg_json_add_string(o, "tenant", s->claims.tenant) != 0 ||
+	    cg_json_add_string(o, "user_id", s->claims.sub) != 0 ||
+	    cg_json_add_string(o, "device_token", s->claims.device_token) != 0 ||
+	    cg_json_add_string(o, "role", s->claims.role) != 0 ||
+	    cg_json_add_string(o, "connected_at", connected) != 0 ||
+	    cg_json_add_string(o, "last_heartbeat", beat) != 0)
+		goto out;
+	if (json_object_object_add(o, "subscriptions", subs) != 0)
+		goto out;
+	subs = NULL; /* o owns it */
+	if (cg_json_add_string(o, "health", lagging ? "lagging" : "ok") != 0)
+		goto out;
+	text = cg_json_compact(o);
+	if (text != NULL && wsd_registry_add(r, s->conn_id, text) == 0)
+		rc = 0;
+out:
+	json_object_put(subs);
+	json_object_put(o);
+	return rc;
+}
+
+/* Hands the stream a snapshot of the authenticated sessions (at most
+ * ws_max_connections). */
+static void
+vhost_registry_publish(struct wsd_vhost *vhd, int64_t now_ms)
+{
+	const cg_config *cfg = vhd->app->cfg;
+	size_t cap = cfg->ws_max_connections > 0 ? (size_t)cfg->ws_max_connections : 0;
+	wsd_registry *r = wsd_registry_new(cap);
+	time_t now = cg_now();
+	int failed = 0;
+
+	if (r == NULL) {
+		cg_log_error("registry: out of memory");
+		return;
+	}
+	lws_start_foreach_dll(struct lws_dll2 *, d, lws_dll2_get_head(&vhd->sessions)) {
+		wsd_session *s = lws_container_of(d, wsd_session, list);
+
+		if (s->authenticated && r->n < r->cap &&
+		    session_registry_entry(s, r, now, now_ms) < 0)
+			failed++;
+	} lws_end_foreach_dll(d);
+	if (failed > 0)
+		cg_log_warn("registry: %d connection(s) left out (out of memory)", failed);
+	wsd_stream_set_registry(vhd->app->stream, r);
+	vhd->registry_dirty = 0;
+	vhd->registry_sent_ms = now_ms;
+}
+
+static void
+vhost_registry_cb(lws_sorted_usec_list_t *sul)
+{
+	struct wsd_vhost *vhd = lws_container_of(sul, struct wsd_vhost, sul_registry);
+	int64_t now = cg_monotonic_ms();
+
+	if (vhd->app->stream != NULL && !vhd->app->stopping &&
+	    (vhd->registry_dirty || now - vhd->registry_sent_ms >= WSD_REGISTRY_REFRESH_MS))
+		vhost_registry_publish(vhd, now);
+	lws_sul_schedule(vhd->ctx, 0, &vhd->sul_registry, vhost_registry_cb,
+			 (lws_usec_t)WSD_REGISTRY_TICK_MS * LWS_US_PER_MS);
+}
+
 /* HTTP_CONFIRM_UPGRADE: only GET /ws becomes a WebSocket. Returns 0 to
  * allow, 1 after answering with an HTTP error. */
 static int
@@ -870,10 +995,13 @@ wsd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		vhd->app = lws_context_user(vhd->ctx);
 		vhd->app->vhost = vhd;
 		wsd_limits_init(&vhd->limits);
+		lws_sul_schedule(vhd->ctx, 0, &vhd->sul_registry, vhost_registry_cb,
+				 (lws_usec_t)WSD_REGISTRY_TICK_MS * LWS_US_PER_MS);
 		return 0;
 
 	case LWS_CALLBACK_PROTOCOL_DESTROY:
 		if (vhd != NULL) {
+			lws_sul_cancel(&vhd->sul_registry);
 			if (vhd->app->vhost == vhd)
 				vhd->app->vhost = NULL;
 			wsd_limits_free(&vhd->limits);

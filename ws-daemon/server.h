@@ -13,7 +13,11 @@
  *                and the highest activity version sent per capsule
  *                (order.h) so versions never go back.
  * Everything here runs on the lws service thread; only `nconns` is read by
- * the stream thread. */
+ * the stream thread. Once a second, when the sessions changed (and every
+ * 4 s anyway), the service thread builds a snapshot of the authenticated
+ * sessions (capped at ws_max_connections) and hands it to the stream thread
+ * (wsd_stream_set_registry), which writes it to Redis; the stream thread
+ * never touches lws state. */
 #ifndef WSD_SERVER_H
 #define WSD_SERVER_H
 

@@ -22,13 +22,23 @@
 #define STREAM_RETRY_MS 1000       /* back-off while Redis is down */
 #define STREAM_REGISTRY_MS 5000    /* registry refresh period */
 #define STREAM_REGISTRY_TTL 15     /* seconds; outlives two missed refreshes */
+#define STREAM_REGISTRY_MIN_MS 1000 /* a new snapshot is written at most this often */
 #define STREAM_ID_MAX 64           /* "<ms>-<seq>" fits easily */
+
+/* Rewrites the registry hash atomically: KEYS[1] the hash, ARGV[1] the TTL,
+ * then field/value pairs (HSET one by one: no unpack() stack limit). */
+static const char registry_script[] =
+	"redis.call('DEL', KEYS[1]) "
+	"for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end "
+	"if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end "
+	"return 1";
 
 struct wsd_stream {
 	const cg_config *cfg;
 	struct lws_context *ctx;
 	const atomic_int *nconns;
 	char registry_key[320];
+	char list_key[320];
 
 	pthread_t thread;
 	int thread_started;
@@ -41,6 +51,7 @@ struct wsd_stream {
 	json_object *ring[WSD_STREAM_QUEUE_MAX];
 	size_t head;  /* oldest */
 	size_t count;
+	wsd_registry *pending; /* newest snapshot not yet taken by the reader */
 
 	/* Reader-thread only. */
 	cg_redis *redis;
@@ -48,7 +59,76 @@ struct wsd_stream {
 	int redis_down;        /* inside an outage: logged once */
 	int xread_failing;     /* XREAD answers an error: logged once */
 	int64_t next_registry_ms;
+	int64_t last_registry_ms;
+	wsd_registry *current;  /* the snapshot the hash is rewritten from */
 };
+
+wsd_registry *
+wsd_registry_new(size_t cap)
+{
+	wsd_registry *r = calloc(1, sizeof *r);
+
+	if (r == NULL)
+		return NULL;
+	r->cap = cap;
+	if (cap > 0) {
+		r->field = calloc(cap, sizeof *r->field);
+		r->value = calloc(cap, sizeof *r->value);
+		if (r->field == NULL || r->value == NULL) {
+			wsd_registry_free(r);
+			return NULL;
+		}
+	}
+	return r;
+}
+
+int
+wsd_registry_add(wsd_registry *r, const char *field, const char *value)
+{
+	char *f, *v;
+
+	if (r->n >= r->cap)
+		return -1;
+	f = strdup(field);
+	v = strdup(value);
+	if (f == NULL || v == NULL) {
+		free(f);
+		free(v);
+		return -1;
+	}
+	r->field[r->n] = f;
+	r->value[r->n] = v;
+	r->n++;
+	return 0;
+}
+
+void
+wsd_registry_free(wsd_registry *r)
+{
+	size_t i;
+
+	if (r == NULL)
+		return;
+	for (i = 0; i < r->n; i++) {
+		free(r->field[i]);
+		free(r->value[i]);
+	}
+	free(r->field);
+	free(r->value);
+	free(r);
+}
+
+void
+wsd_stream_set_registry(wsd_stream *s, wsd_registry *r)
+{
+	wsd_registry *old;
+
+	pthread_mutex_lock(&s->lock);
+	old = s->pending;
+	s->pending = r;
+	pthread_mutex_unlock(&s->lock);
+	wsd_registry_free(old);
+}
 
 /* Sleeps up to `ms` unless a stop is requested (reader thread). */
 static void
@@ -85,23 +165,79 @@ stream_redis_result(wsd_stream *s, int rc)
 	s->redis_down = 0;
 }
 
-/* Writes this instance's entry of the connection registry when it is due. */
+/* Rewrites the registry hash from s->current (reader thread). */
+static void
+stream_registry_write(wsd_stream *s)
+{
+	const char **argv = NULL;
+	char ttl[16];
+	size_t n = s->current != NULL ? s->current->n : 0, i;
+	int rc;
+
+	if (n == 0) {
+		rc = cg_redis_del(s->redis, s->list_key);
+		goto out;
+	}
+	argv = calloc(5 + 2 * n, sizeof *argv);
+	if (argv == NULL) {
+		cg_log_error("registry: out of memory");
+		return;
+	}
+	snprintf(ttl, sizeof ttl, "%d", STREAM_REGISTRY_TTL);
+	argv[0] = "EVAL";
+	argv[1] = registry_script;
+	argv[2] = "1";
+	argv[3] = s->list_key;
+	argv[4] = ttl;
+	for (i = 0; i < n; i++) {
+		argv[5 + 2 * i] = s->current->field[i];
+		argv[6 + 2 * i] = s->current->value[i];
+	}
+	rc = cg_redis_cmd(s->redis, NULL, (int)(5 + 2 * n), argv, NULL);
+out:
+	if (rc == CG_REDIS_EREPLY)
+		cg_log_warn("redis: registry %s not written: %s", s->list_key,
+			    cg_redis_errmsg(s->redis));
+	else
+		stream_redis_result(s, rc);
+	free(argv);
+}
+
+/* Writes this instance's entry of the connection registry when it is due:
+ * every STREAM_REGISTRY_MS, or soon after the service thread handed over a
+ * new snapshot. */
 static void
 stream_registry_tick(wsd_stream *s)
 {
+	wsd_registry *fresh;
 	char val[24];
 	int64_t now = cg_monotonic_ms();
 	int n, rc;
 
-	if (now < s->next_registry_ms)
+	pthread_mutex_lock(&s->lock);
+	fresh = s->pending;
+	if (fresh != NULL && now >= s->last_registry_ms + STREAM_REGISTRY_MIN_MS)
+		s->pending = NULL;
+	else
+		fresh = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (fresh == NULL && now < s->next_registry_ms)
 		return;
+	if (fresh != NULL) {
+		wsd_registry_free(s->current);
+		s->current = fresh;
+	}
 	s->next_registry_ms = now + STREAM_REGISTRY_MS;
+	s->last_registry_ms = now;
 	n = snprintf(val, sizeof val, "%d", atomic_load(s->nconns));
 	rc = cg_redis_setex(s->redis, s->registry_key, val, (size_t)n, STREAM_REGISTRY_TTL);
 	if (rc == CG_REDIS_EREPLY)
 		cg_log_warn("redis: SET %s failed: %s", s->registry_key, cg_redis_errmsg(s->redis));
 	else
 		stream_redis_result(s, rc);
+	if (rc == CG_REDIS_ECONN)
+		return;
+	stream_registry_write(s);
 }
 
 /* Room left in the queue (reader thread; the consumer only makes it grow). */
@@ -224,8 +360,10 @@ stream_main(void *arg)
 		stream_read_once(s);
 	}
 	/* Leave the registry at once so /health stops counting us. */
-	if (!s->redis_down)
+	if (!s->redis_down) {
 		(void)cg_redis_del(s->redis, s->registry_key);
+		(void)cg_redis_del(s->redis, s->list_key);
+	}
 	cg_log_debug("event stream reader stopped");
 	return NULL;
 }
@@ -250,6 +388,7 @@ wsd_stream_start(const cg_config *cfg, struct lws_context *ctx, const atomic_int
 	atomic_init(&s->stop, 0);
 	snprintf(s->last_id, sizeof s->last_id, "$");
 	snprintf(s->registry_key, sizeof s->registry_key, "cg:ws:conns:%s", cfg->instance_id);
+	snprintf(s->list_key, sizeof s->list_key, "cg:ws:registry:%s", cfg->instance_id);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -324,6 +463,8 @@ wsd_stream_free(wsd_stream *s)
 			break;
 		json_object_put(ev);
 	}
+	wsd_registry_free(s->pending);
+	wsd_registry_free(s->current);
 	cg_redis_close(s->redis);
 	pthread_cond_destroy(&s->cond);
 	pthread_mutex_destroy(&s->lock);

@@ -7,9 +7,13 @@
  * the lws service thread with lws_cancel_service(). It never reads more than
  * the queue has room for, so a slow service thread leaves events in Redis
  * instead of growing memory. Every ~5 s it also writes this instance's entry
- * of the connection registry (SET cg:ws:conns:<instance_id> <n> EX 15) and
- * deletes it when it stops. When Redis is down it retries every second and
- * logs once per outage.
+ * of the connection registry: the count (SET cg:ws:conns:<instance_id> <n>
+ * EX 15) and the list (hash cg:ws:registry:<instance_id>, one field per
+ * authenticated connection, value compact JSON, EXPIRE 15, rewritten as a
+ * whole from the last snapshot the service thread handed over with
+ * wsd_stream_set_registry; a new snapshot is written within ~1-2 s). It
+ * deletes both keys when it stops. When Redis is down it retries every
+ * second and logs once per outage.
  *
  * The service thread is the only consumer (wsd_stream_pop); the reader thread
  * is the only producer. */
@@ -28,6 +32,29 @@ struct lws_context;
 #define WSD_STREAM_QUEUE_MAX 4096
 
 typedef struct wsd_stream wsd_stream;
+
+/* A snapshot of this instance's authenticated connections for the registry
+ * hash: `n` pairs of connection id and compact JSON value, at most `cap`
+ * (the service thread caps it at ws_max_connections). Built by the service
+ * thread, then owned by the stream. */
+typedef struct wsd_registry {
+	size_t n, cap;
+	char **field;
+	char **value;
+} wsd_registry;
+
+/* An empty snapshot with room for `cap` entries, or NULL (out of memory). */
+wsd_registry *wsd_registry_new(size_t cap);
+
+/* Copies one entry in. Returns 0, or -1 when full or out of memory. */
+int wsd_registry_add(wsd_registry *r, const char *field, const char *value);
+
+/* NULL is ignored. */
+void wsd_registry_free(wsd_registry *r);
+
+/* Hands the reader thread a new snapshot (ownership moves; a snapshot not
+ * yet written is replaced and freed). Any thread; thread-safe. */
+void wsd_stream_set_registry(wsd_stream *s, wsd_registry *r);
 
 /* Starts the reader thread. `cfg`, `ctx` and `nconns` are borrowed and must
  * outlive the stream (until wsd_stream_free returns); `nconns` is the number
