@@ -381,3 +381,10 @@ int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id
 	/* operators and every role above them see the whole tenant */
 	return role != NULL && cg_role_parse(role, &r) == 0 && r >= CG_ROLE_OPERATOR;
 }
+
+cg_device_audience cg_event_device_audience(json_object *ev)
+{
+	if (*cg_event_str(ev, "channel") != '\0' || *cg_event_str(ev, "agent_id") != '\0')
+		return CG_DEVICES_NONE;
+	return *cg_event_str(ev, "user_id") != '\0' ? CG_DEVICES_USER : CG_DEVICES_TENANT;
+}

@@ -113,6 +113,18 @@ json_object *cg_event_ws_message(json_object *ev);
  * order). Which subscription an event matches is the daemon's business. */
 int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id, const char *role);
 
+/* Whose devices an event is pushed to. Devices belong to users, so an event
+ * for a channel's subscribers or for an agent has no device audience even
+ * though its user_id is empty; only an event with no user, channel or agent
+ * is for every user of the tenant. */
+typedef enum {
+	CG_DEVICES_NONE = 0,   /* push to nobody */
+	CG_DEVICES_USER = 1,   /* the devices of user_id */
+	CG_DEVICES_TENANT = 2, /* the devices of every user of the tenant */
+} cg_device_audience;
+
+cg_device_audience cg_event_device_audience(json_object *ev);
+
 /* Convenience getters (return "" / 0 when absent). */
 const char *cg_event_str(json_object *ev, const char *key);
 long long cg_event_int(json_object *ev, const char *key);

@@ -406,7 +406,7 @@ static int select_devices(worker *w, json_object *ev, PGresult **res)
 	static const char sql[] =
 		"SELECT device_token FROM devices"
 		" WHERE tenant_id = $1 AND platform = 'ios' AND active AND environment = $3"
-		" AND ($2 = '' OR user_id = $2)"
+		" AND ($2 = '' OR user_id = $2)" /* '': CG_DEVICES_TENANT */
 		" ORDER BY id LIMIT $4";
 	char limit[16];
 	const char *params[4];
@@ -501,11 +501,8 @@ static int process_entry(worker *w, const redisReply *entry, int check_dup)
 	}
 	cg_log_set_context(cg_event_str(jev, "event_id"));
 	type = cg_event_type_find(cg_event_str(jev, "type"));
-	/* Devices belong to users: an event for a channel's subscribers or for
-	 * an agent has no device audience (an empty user_id there does not mean
-	 * the whole tenant). */
 	if (type == NULL || !(type->flags & CG_EV_PUSH) || w->pd->apns == NULL ||
-	    *cg_event_str(jev, "channel") != '\0' || *cg_event_str(jev, "agent_id") != '\0') {
+	    cg_event_device_audience(jev) == CG_DEVICES_NONE) {
 		ack_add(w, sid);
 		goto out;
 	}

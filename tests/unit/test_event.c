@@ -196,6 +196,32 @@ static void free_reply(redisReply *r)
 	free(r);
 }
 
+static void check_device_audience(void)
+{
+	static const struct {
+		const char *user, *channel, *agent;
+		cg_device_audience want;
+		const char *why;
+	} c[] = {
+		{ "u1", NULL, NULL, CG_DEVICES_USER, "an event for a user goes to that user's devices" },
+		{ "", NULL, NULL, CG_DEVICES_TENANT, "a tenant-wide event goes to every user's devices" },
+		{ "", "capsule:cap_1", NULL, CG_DEVICES_NONE, "a channel's event goes to no device" },
+		{ "", NULL, "agent-7", CG_DEVICES_NONE, "an agent's event goes to no device" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		json_object *ev = event_of("t1", c[i].user, "activity.updated");
+
+		if (c[i].channel != NULL)
+			cg_json_add_string(ev, "channel", c[i].channel);
+		if (c[i].agent != NULL)
+			cg_json_add_string(ev, "agent_id", c[i].agent);
+		is_int(cg_event_device_audience(ev), c[i].want, "%s", c[i].why);
+		json_object_put(ev);
+	}
+}
+
 static void check_stream_entries(void)
 {
 	const char *good[] = { "event_id", "e1", "type", "activity.created", "tenant", "default",
@@ -346,6 +372,7 @@ int main(void)
 	check_registry();
 	check_ws_message();
 	check_visibility();
+	check_device_audience();
 	check_channels();
 	check_audience_visibility();
 	check_stream_entries();
