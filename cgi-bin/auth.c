@@ -70,80 +70,20 @@ refused:
 	return CG_AUTHN_REFUSED;
 }
 
-/* Column `col` of row 0 is the boolean true. */
-static int is_true(const PGresult *res, int col)
-{
-	return !PQgetisnull(res, 0, col) && strcmp(PQgetvalue(res, 0, col), "t") == 0;
-}
-
+/* The API key check is the library's (the WebSocket daemon shares it). */
 static cg_authn auth_api_key(cg_ctx *ctx, const char *key, cg_principal *p)
 {
-	/* Runs outside any tenant: the SECURITY DEFINER function is the one
-	 * narrow door to api_keys before the tenant is known (it also stamps
-	 * last_used_at, so it runs in its own autocommit statement). */
-	static const char sql[] =
-		"SELECT tenant_id, role, secret_hash, expired, revoked"
-		" FROM capsule_api_key_lookup($1)";
-	char key_id[CG_API_KEY_ID_LEN + 1], hash[65];
-	const char *params[1] = { key_id };
-	PGresult *res = NULL;
-	const char *tenant, *role_name;
-	cg_role role;
-	cg_authn result = CG_AUTHN_REFUSED;
-	int rc;
-
-	if (strlen(key) > CG_API_KEY_MAX || cg_api_key_parse(key, key_id, hash) < 0) {
-		cg_log_info("auth: refused API key: malformed");
-		goto out;
+	switch (cg_api_key_authenticate(ctx->db, key, p)) {
+	case CG_APIKEY_OK:
+		return CG_AUTHN_OK;
+	case CG_APIKEY_REFUSED:
+		return CG_AUTHN_REFUSED;
+	case CG_APIKEY_UNAVAILABLE:
+		return CG_AUTHN_UNAVAILABLE;
+	case CG_APIKEY_ERROR:
+	default:
+		return CG_AUTHN_ERROR;
 	}
-	if (cg_db_in_transaction(ctx->db)) {
-		cg_log_error("auth: API key lookup inside an open transaction");
-		result = CG_AUTHN_ERROR;
-		goto out;
-	}
-	rc = cg_db_exec(ctx->db, &res, sql, 1, params);
-	if (rc != CG_DB_OK) {
-		cg_log_warn("auth: API key lookup failed (%s): %s", cg_db_strerror(rc),
-			    cg_db_errmsg(ctx->db));
-		result = rc == CG_DB_ECONN ? CG_AUTHN_UNAVAILABLE : CG_AUTHN_ERROR;
-		goto out;
-	}
-	if (PQntuples(res) != 1) {
-		cg_log_info("auth: refused API key %s: unknown key id", key_id);
-		goto out;
-	}
-	/* The secret first: without it, nothing about the key is told, not
-	 * even in which way it is unusable. */
-	if (PQgetisnull(res, 0, 2) || !cg_hash_equal(PQgetvalue(res, 0, 2), hash)) {
-		cg_log_info("auth: refused API key %s: wrong secret", key_id);
-		goto out;
-	}
-	if (is_true(res, 4)) {
-		cg_log_info("auth: refused API key %s: revoked", key_id);
-		goto out;
-	}
-	if (is_true(res, 3)) {
-		cg_log_info("auth: refused API key %s: expired", key_id);
-		goto out;
-	}
-	tenant = PQgetvalue(res, 0, 0);
-	role_name = PQgetvalue(res, 0, 1);
-	if (cg_role_parse(role_name, &role) < 0 || role == CG_ROLE_NONE ||
-	    strlen(tenant) == 0 || strlen(tenant) >= sizeof p->tenant) {
-		cg_log_error("auth: refused API key %s: stored role or tenant unusable", key_id);
-		goto out;
-	}
-	memset(p, 0, sizeof *p);
-	p->kind = CG_AUTH_API_KEY;
-	p->role = role;
-	snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
-	snprintf(p->subject, sizeof p->subject, "apikey:%s", key_id);
-	snprintf(p->key_id, sizeof p->key_id, "%s", key_id);
-	result = CG_AUTHN_OK;
-out:
-	if (res != NULL)
-		PQclear(res);
-	return result;
 }
 
 cg_authn cg_authenticate(cg_ctx *ctx, cg_req *req, cg_principal *p)

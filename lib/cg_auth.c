@@ -18,6 +18,7 @@
 
 #include "cg_auth.h"
 #include "cg_json.h"
+#include "cg_log.h"
 #include "cg_util.h"
 
 #define AUTH_TOKEN_MAX 8192      /* longest Bearer token we look at */
@@ -783,4 +784,81 @@ int cg_hash_equal(const char *a, const char *b)
 	if (la == 0 || la != lb)
 		return 0;
 	return CRYPTO_memcmp(a, b, la) == 0;
+}
+
+/* Column `col` of row 0 is the boolean true. */
+static int is_true(const PGresult *res, int col)
+{
+	return !PQgetisnull(res, 0, col) && strcmp(PQgetvalue(res, 0, col), "t") == 0;
+}
+
+cg_apikey_result cg_api_key_authenticate(cg_db *db, const char *key, cg_principal *p)
+{
+	/* Runs outside any tenant: the SECURITY DEFINER function is the one
+	 * narrow door to api_keys before the tenant is known (it also stamps
+	 * last_used_at, so it runs in its own autocommit statement). */
+	static const char sql[] =
+		"SELECT tenant_id, role, secret_hash, expired, revoked"
+		" FROM capsule_api_key_lookup($1)";
+	char key_id[CG_API_KEY_ID_LEN + 1], hash[65];
+	const char *params[1] = { key_id };
+	PGresult *res = NULL;
+	const char *tenant, *role_name;
+	cg_role role;
+	cg_apikey_result result = CG_APIKEY_REFUSED;
+	int rc;
+
+	memset(p, 0, sizeof *p);
+	if (key == NULL || strnlen(key, CG_API_KEY_MAX + 1) > CG_API_KEY_MAX ||
+	    cg_api_key_parse(key, key_id, hash) < 0) {
+		cg_log_info("auth: refused API key: malformed");
+		goto out;
+	}
+	if (cg_db_in_transaction(db)) {
+		cg_log_error("auth: API key lookup inside an open transaction");
+		result = CG_APIKEY_ERROR;
+		goto out;
+	}
+	rc = cg_db_exec(db, &res, sql, 1, params);
+	if (rc != CG_DB_OK) {
+		cg_log_warn("auth: API key lookup failed (%s): %s", cg_db_strerror(rc), cg_db_errmsg(db));
+		result = rc == CG_DB_ECONN ? CG_APIKEY_UNAVAILABLE : CG_APIKEY_ERROR;
+		goto out;
+	}
+	if (PQntuples(res) != 1) {
+		cg_log_info("auth: refused API key %s: unknown key id", key_id);
+		goto out;
+	}
+	/* The secret first: without it, nothing about the key is told, not
+	 * even in which way it is unusable. */
+	if (PQgetisnull(res, 0, 2) || !cg_hash_equal(PQgetvalue(res, 0, 2), hash)) {
+		cg_log_info("auth: refused API key %s: wrong secret", key_id);
+		goto out;
+	}
+	if (is_true(res, 4)) {
+		cg_log_info("auth: refused API key %s: revoked", key_id);
+		goto out;
+	}
+	if (is_true(res, 3)) {
+		cg_log_info("auth: refused API key %s: expired", key_id);
+		goto out;
+	}
+	tenant = PQgetvalue(res, 0, 0);
+	role_name = PQgetvalue(res, 0, 1);
+	if (cg_role_parse(role_name, &role) < 0 || role == CG_ROLE_NONE ||
+	    strlen(tenant) == 0 || strlen(tenant) >= sizeof p->tenant) {
+		cg_log_error("auth: refused API key %s: stored role or tenant unusable", key_id);
+		goto out;
+	}
+	p->kind = CG_AUTH_API_KEY;
+	p->role = role;
+	snprintf(p->tenant, sizeof p->tenant, "%s", tenant);
+	snprintf(p->subject, sizeof p->subject, "apikey:%s", key_id);
+	snprintf(p->key_id, sizeof p->key_id, "%s", key_id);
+	result = CG_APIKEY_OK;
+out:
+	if (res != NULL)
+		PQclear(res);
+	OPENSSL_cleanse(hash, sizeof hash);
+	return result;
 }

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cg_config.h"
+#include "cg_db.h"
 
 /* Roles in increasing power: each role may do what the ones below it may. */
 typedef enum {
@@ -95,6 +96,22 @@ int cg_api_key_generate(char *key, char *key_id, char *hash_hex);
 /* Splits a presented key: writes key_id and the hex SHA-256 of its secret.
  * Returns 0, or -1 when it is not of the key's shape. */
 int cg_api_key_parse(const char *key, char *key_id, char *hash_hex);
+
+typedef enum {
+	CG_APIKEY_OK = 0,
+	CG_APIKEY_REFUSED,     /* malformed, unknown, wrong secret, revoked, expired */
+	CG_APIKEY_UNAVAILABLE, /* PostgreSQL unreachable */
+	CG_APIKEY_ERROR,       /* any other failure (also: called inside a transaction) */
+} cg_apikey_result;
+
+/* Verifies `key` (as presented) with capsule_api_key_lookup() in its own
+ * autocommit statement, outside any transaction (the lookup stamps
+ * last_used_at): shape, known key id, secret hash (compared first, in
+ * constant time), not revoked, not expired, stored role and tenant usable.
+ * On CG_APIKEY_OK fills *p (kind CG_AUTH_API_KEY, subject "apikey:<key_id>",
+ * tenant, role, key_id); otherwise *p is zeroed. Logs the refusal reason
+ * with the key id, never the secret. */
+cg_apikey_result cg_api_key_authenticate(cg_db *db, const char *key, cg_principal *p);
 
 /* Constant-time comparison of two NUL-terminated hex hashes. 1 when equal;
  * 0 when they differ, differ in length, or either is NULL or empty. */

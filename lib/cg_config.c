@@ -48,7 +48,7 @@ struct cfg_key {
 #define B(n, d) { #n, CFG_BOOL, d, 0, 0, 0, 0, offsetof(cg_config, n) }
 
 static const struct cfg_key cfg_keys[] = {
-	S(database_url, NULL, CG_PROG_CGI | CG_PROG_PUSHD | CG_PROG_MIGRATE, 0),
+	S(database_url, NULL, CG_PROG_CGI | CG_PROG_WSD | CG_PROG_PUSHD | CG_PROG_MIGRATE, 0),
 	S(redis_url, "redis://127.0.0.1:6379/0", 0, CFG_NONEMPTY),
 	S(ws_jwt_secret, NULL, CG_PROG_CGI | CG_PROG_WSD, 0),
 	L(ws_token_ttl, 3600, 60, 86400),
@@ -63,6 +63,7 @@ static const struct cfg_key cfg_keys[] = {
 	L(ws_max_connections, 10000, 1, 10000000),
 	L(ws_max_connections_per_user, 20, 1, 100000),
 	L(ws_connect_attempts_per_ip_per_minute, 120, 1, 10000000),
+	L(ws_history_retention, 2592000, 60, 315360000),
 	S(instance_id, "", 0, 0),
 	S(apns_team_id, NULL, 0, 0),
 	S(apns_key_id, NULL, 0, 0),

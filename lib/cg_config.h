@@ -38,6 +38,7 @@ typedef struct cg_config {
 	long ws_max_connections;  /* WS_MAX_CONNECTIONS per instance, default 10000 */
 	long ws_max_connections_per_user; /* per tenant+user per instance, default 20 */
 	long ws_connect_attempts_per_ip_per_minute; /* per client address, default 120 */
+	long ws_history_retention; /* WS_HISTORY_RETENTION seconds a client may resume from, default 30 days */
 	char *instance_id;        /* INSTANCE_ID, default "<hostname>-<pid>" when empty */
 	/* APNs */
 	char *apns_team_id;       /* APNS_TEAM_ID (10 chars) */

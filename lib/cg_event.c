@@ -32,16 +32,6 @@ static const char *const stream_fields[] = {
 #define EVENT_DATA_MAX (1024 * 1024 + 4096)
 #define EVENT_DATA_DEPTH (64 + 8) /* max_metadata_depth may be 64; the activity wraps it */
 
-/* The event object as PostgreSQL builds it from an events row `e`: every
- * reader (the writer's RETURNING and the relay) uses this one expression. */
-#define EVENT_JSON_SQL \
-	"json_build_object('event_id', e.event_id::text, 'type', e.type, 'tenant', e.tenant_id," \
-	" 'user_id', coalesce(e.user_id, ''), 'capsule_id', coalesce(e.capsule_id, '')," \
-	" 'channel', coalesce(e.channel, ''), 'agent_id', coalesce(e.agent_id, '')," \
-	" 'version', e.version," \
-	" 'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
-	" 'data', e.payload)::text"
-
 const cg_event_type *cg_event_type_find(const char *name)
 {
 	size_t i;
@@ -116,7 +106,7 @@ int cg_event_insert_to(cg_db *db, const char *tenant, const char *type, const ch
 	static const char sql[] =
 		"INSERT INTO events AS e (tenant_id, type, capsule_id, user_id, channel, agent_id, version,"
 		" payload, actor, cause)"
-		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb) RETURNING " EVENT_JSON_SQL;
+		" VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10::jsonb) RETURNING " CG_EVENT_JSON_SQL;
 	static const cg_event_audience tenant_wide = { NULL, NULL, NULL };
 	char vbuf[24];
 	const char *params[10];
@@ -161,14 +151,16 @@ out:
 	return rc;
 }
 
-int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *id_out, size_t idlen)
+/* The stream fields of `ev` in XADD order into fields/values (each
+ * N_STREAM_FIELDS long); vbuf (>= 24 bytes) holds the version text and the
+ * data text stays owned by ev. Returns the number of pairs. */
+static size_t stream_pairs(json_object *ev, const char **fields, const char **values, char *vbuf,
+			   size_t vlen)
 {
-	const char *fields[N_STREAM_FIELDS], *values[N_STREAM_FIELDS];
-	char vbuf[24];
 	json_object *data;
 	size_t i, n = 0;
 
-	snprintf(vbuf, sizeof vbuf, "%lld", cg_event_int(ev, "version"));
+	snprintf(vbuf, vlen, "%lld", cg_event_int(ev, "version"));
 	if (!json_object_object_get_ex(ev, "data", &data))
 		data = NULL;
 	for (i = 0; i < N_STREAM_FIELDS; i++) {
@@ -190,6 +182,15 @@ int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *i
 		values[n] = v;
 		n++;
 	}
+	return n;
+}
+
+int cg_event_publish(cg_redis *r, const cg_config *cfg, json_object *ev, char *id_out, size_t idlen)
+{
+	const char *fields[N_STREAM_FIELDS], *values[N_STREAM_FIELDS];
+	char vbuf[24];
+	size_t n = stream_pairs(ev, fields, values, vbuf, sizeof vbuf);
+
 	return cg_redis_xadd(r, cfg->event_stream, cfg->event_stream_maxlen, (int)n, fields, values,
 			     id_out, idlen);
 }
@@ -218,7 +219,7 @@ static int relay_tenant(cg_db *db, cg_redis *r, const cg_config *cfg, const char
 			int min_age_s, int max)
 {
 	static const char sql[] =
-		"SELECT e.id, " EVENT_JSON_SQL " FROM events e"
+		"SELECT e.id, " CG_EVENT_JSON_SQL " FROM events e"
 		" WHERE e.published_at IS NULL AND e.created_at < now() - make_interval(secs => $1)"
 		" ORDER BY e.id LIMIT $2 FOR UPDATE SKIP LOCKED";
 	char agebuf[16], maxbuf[16], sid[64];
@@ -295,11 +296,45 @@ int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, 
 	return total;
 }
 
+/* Adds one stream field to ev; "data" is parsed into *data (added last by
+ * entry_finish). Unknown fields are ignored. Returns 0, or -1 when the value
+ * is unusable. */
+static int entry_field(json_object *ev, json_object **data, const char *k, const char *v, size_t vlen)
+{
+	char err[128];
+	size_t j;
+
+	if (strcmp(k, "data") == 0) {
+		if (vlen > EVENT_DATA_MAX || *data != NULL)
+			return -1;
+		*data = cg_json_parse(v, vlen, EVENT_DATA_DEPTH, err, sizeof err);
+		return *data != NULL ? 0 : -1;
+	}
+	if (strcmp(k, "version") == 0) {
+		cg_json_add_int64(ev, "version", strtoll(v, NULL, 10));
+		return 0;
+	}
+	for (j = 0; j < N_STREAM_FIELDS; j++)
+		if (strcmp(k, stream_fields[j]) == 0)
+			cg_json_add_string(ev, k, v);
+	return 0;
+}
+
+/* Checks the members every entry has and adds data (taking *data). */
+static int entry_finish(json_object *ev, json_object **data)
+{
+	if (*cg_event_str(ev, "event_id") == '\0' || *cg_event_str(ev, "type") == '\0' ||
+	    *cg_event_str(ev, "tenant") == '\0')
+		return -1;
+	json_object_object_add(ev, "data", *data != NULL ? *data : json_object_new_object());
+	*data = NULL;
+	return 0;
+}
+
 json_object *cg_event_from_stream_entry(const redisReply *entry)
 {
 	const redisReply *fields;
 	json_object *ev = NULL, *data = NULL;
-	char err[128];
 	size_t i;
 
 	if (entry == NULL || entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 ||
@@ -314,34 +349,53 @@ json_object *cg_event_from_stream_entry(const redisReply *entry)
 	for (i = 0; i + 1 < fields->elements; i += 2) {
 		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
 
-		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
+		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+		    entry_field(ev, &data, k->str, v->str, v->len) < 0)
 			goto bad;
-		if (strcmp(k->str, "data") == 0) {
-			if (v->len > EVENT_DATA_MAX || data != NULL)
-				goto bad;
-			data = cg_json_parse(v->str, v->len, EVENT_DATA_DEPTH, err, sizeof err);
-			if (data == NULL)
-				goto bad;
-		} else if (strcmp(k->str, "version") == 0) {
-			cg_json_add_int64(ev, "version", strtoll(v->str, NULL, 10));
-		} else {
-			size_t j;
-
-			for (j = 0; j < N_STREAM_FIELDS; j++)
-				if (strcmp(k->str, stream_fields[j]) == 0)
-					cg_json_add_string(ev, k->str, v->str);
-		}
 	}
-	if (*cg_event_str(ev, "event_id") == '\0' || *cg_event_str(ev, "type") == '\0' ||
-	    *cg_event_str(ev, "tenant") == '\0')
+	if (entry_finish(ev, &data) < 0)
 		goto bad;
-	json_object_object_add(ev, "data", data != NULL ? data : json_object_new_object());
 	return ev;
 bad:
 	cg_log_warn("malformed stream entry %s skipped", entry->element[0]->str);
 	json_object_put(data);
 	json_object_put(ev);
 	return NULL;
+}
+
+json_object *cg_event_from_row(const char *row_json, const char *stream_id)
+{
+	const char *fields[N_STREAM_FIELDS], *values[N_STREAM_FIELDS];
+	char vbuf[24];
+	json_object *row, *ev = NULL, *data = NULL;
+	size_t i, n;
+	int rc = 0;
+
+	if (row_json == NULL || stream_id == NULL)
+		return NULL;
+	row = event_from_text(row_json);
+	if (row == NULL)
+		return NULL;
+	/* the very pairs cg_event_publish() would write, read back the way
+	 * cg_event_from_stream_entry() reads them */
+	n = stream_pairs(row, fields, values, vbuf, sizeof vbuf);
+	ev = json_object_new_object();
+	if (ev == NULL)
+		goto out;
+	cg_json_add_string(ev, "stream_id", stream_id);
+	for (i = 0; i < n && rc == 0; i++)
+		rc = entry_field(ev, &data, fields[i], values[i], strlen(values[i]));
+	if (rc == 0)
+		rc = entry_finish(ev, &data);
+	if (rc < 0) {
+		cg_log_error("event %s from database unusable", cg_event_str(row, "event_id"));
+		json_object_put(data);
+		json_object_put(ev);
+		ev = NULL;
+	}
+out:
+	json_object_put(row);
+	return ev;
 }
 
 json_object *cg_event_ws_message(json_object *ev)
@@ -380,6 +434,13 @@ int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id
 		return 1;
 	/* operators and every role above them see the whole tenant */
 	return role != NULL && cg_role_parse(role, &r) == 0 && r >= CG_ROLE_OPERATOR;
+}
+
+int cg_event_for_agent(json_object *ev, const char *tenant, const char *agent_id)
+{
+	return tenant != NULL && agent_id != NULL && *agent_id != '\0' &&
+	       strcmp(cg_event_str(ev, "tenant"), tenant) == 0 &&
+	       strcmp(cg_event_str(ev, "agent_id"), agent_id) == 0;
 }
 
 cg_device_audience cg_event_device_audience(json_object *ev)

@@ -96,10 +96,28 @@ int cg_event_mark_published(cg_db *db, const char *tenant, const char *event_id,
  * number published (>= 0) or a negative CG_DB_ or CG_REDIS_ code. */
 int cg_event_relay(cg_db *db, cg_redis *r, const cg_config *cfg, int min_age_s, int max);
 
+/* The event object as PostgreSQL builds it, as JSON text, from an events
+ * row `e`: every reader of the event log (the writer's RETURNING, the
+ * relay, the history) selects this one expression. */
+#define CG_EVENT_JSON_SQL \
+	"json_build_object('event_id', e.event_id::text, 'type', e.type, 'tenant', e.tenant_id," \
+	" 'user_id', coalesce(e.user_id, ''), 'capsule_id', coalesce(e.capsule_id, '')," \
+	" 'channel', coalesce(e.channel, ''), 'agent_id', coalesce(e.agent_id, '')," \
+	" 'version', e.version," \
+	" 'created_at', to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')," \
+	" 'data', e.payload)::text"
+
 /* Builds the event object from one stream entry (reply of type ARRAY:
  * [id, [field, value, ...]]). Returns a new object or NULL when the entry
  * is malformed (unknown fields are ignored; `data` must be JSON). */
 json_object *cg_event_from_stream_entry(const redisReply *entry);
+
+/* The event object cg_event_from_stream_entry() builds for the events row
+ * whose CG_EVENT_JSON_SQL text is `row_json` once published as `stream_id`
+ * (read from PostgreSQL's event log instead of the stream): the same
+ * members in the same order. Returns a new object, or NULL (logged) when
+ * the text is unusable. */
+json_object *cg_event_from_row(const char *row_json, const char *stream_id);
 
 /* The WebSocket message for `ev`, e.g.
  * {"type":"activity_created","activity":{...},"event_id":"...","version":1,"stream_id":"..."}.
@@ -112,6 +130,10 @@ json_object *cg_event_ws_message(json_object *ev);
  * addressed to that user, or the role is operator or above (cg_auth.h's
  * order). Which subscription an event matches is the daemon's business. */
 int cg_event_visible_to(json_object *ev, const char *tenant, const char *user_id, const char *role);
+
+/* 1 when `ev` is addressed to agent `agent_id` (non-empty) of `tenant`:
+ * what an agent's connections receive without subscribing. */
+int cg_event_for_agent(json_object *ev, const char *tenant, const char *agent_id);
 
 /* Whose devices an event is pushed to. Devices belong to users, so an event
  * for a channel's subscribers or for an agent has no device audience even

@@ -8,6 +8,7 @@ lib_libcapsule_la_SOURCES = \
 	lib/cg_db.c lib/cg_db.h \
 	lib/cg_device.c lib/cg_device.h \
 	lib/cg_event.c lib/cg_event.h \
+	lib/cg_history.c lib/cg_history.h \
 	lib/cg_json.c lib/cg_json.h \
 	lib/cg_jwt.c lib/cg_jwt.h \
 	lib/cg_log.c lib/cg_log.h \

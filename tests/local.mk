@@ -26,7 +26,8 @@ CG_UNIT_TESTS = \
 	tests/unit/test_device \
 	tests/unit/test_state \
 	tests/unit/test_query \
-	tests/unit/test_wsd_order
+	tests/unit/test_wsd_order \
+	tests/unit/test_history
 check_PROGRAMS += $(CG_UNIT_TESTS)
 TESTS += $(CG_UNIT_TESTS)
 
@@ -77,6 +78,9 @@ tests_unit_test_wsd_order_SOURCES = tests/unit/test_wsd_order.c tests/unit/tap.h
 	ws-daemon/order.c ws-daemon/order.h ws-daemon/connlimit.c ws-daemon/connlimit.h
 tests_unit_test_wsd_order_CFLAGS = $(CG_TEST_CFLAGS) -I$(top_srcdir)/ws-daemon
 tests_unit_test_wsd_order_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_history_SOURCES = tests/unit/test_history.c tests/unit/tap.h tests/unit/test_schema.h
+tests_unit_test_history_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_history_LDADD = $(CG_TEST_LDADD)
 
 # Test tools: local stand-ins for the outside world.
 check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client

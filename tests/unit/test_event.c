@@ -76,6 +76,11 @@ static void check_audience_visibility(void)
 	is_int(cg_event_visible_to(ch, "t2", "u2", "admin"), 0, "a channel event is invisible to another tenant's admin");
 	is_int(cg_event_visible_to(ag, "t1", "agent-7", "admin"), 0, "an agent event is visible to no user connection");
 	is_int(cg_event_visible_to(ag, "t1", "u1", "viewer"), 0, "an agent event is invisible to a viewer");
+	is_int(cg_event_for_agent(ag, "t1", "agent-7"), 1, "an agent event is for its agent");
+	is_int(cg_event_for_agent(ag, "t2", "agent-7"), 0, "not for the same agent id of another tenant");
+	is_int(cg_event_for_agent(ag, "t1", "agent-8"), 0, "not for another agent");
+	is_int(cg_event_for_agent(ag, "t1", ""), 0, "not for an empty agent id");
+	is_int(cg_event_for_agent(ch, "t1", "agent-7"), 0, "a channel event is for no agent");
 	json_object_put(ch);
 	json_object_put(ag);
 }
