@@ -91,24 +91,70 @@ lws_log_setup(void)
 	lws_set_log_level(levels, lws_log_emit);
 }
 
-/* SIGHUP: re-reads the configuration and applies its log level. */
+/* NULL-safe string equality. */
+static int
+same(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* SIGHUP: re-reads the configuration (file, then environment) and applies
+ * what can change while running: the log level, the WebSocket token secret
+ * (rotation) and every limit and timer. Where to listen and what to connect
+ * to need a restart; changed ones are named in the log. A configuration
+ * that does not load changes nothing. Service thread only: the other
+ * threads read none of the fields changed here. */
 static void
-reload_log_level(const char *path)
+reload_config(cg_config *cfg, const char *path)
 {
 	cg_config tmp;
 	cg_log_level level;
-	char err[512];
+	char err[512], restart[256] = "";
+	char *swap;
 
 	memset(&tmp, 0, sizeof tmp);
-	if (cg_config_load(&tmp, path, CG_PROG_WSD, err, sizeof err) < 0)
+	if (cg_config_load(&tmp, path, CG_PROG_WSD, err, sizeof err) < 0) {
 		cg_log_warn("SIGHUP: configuration not reloaded: %s", err);
-	else if (cg_log_level_parse(tmp.log_level, &level) < 0)
-		cg_log_warn("SIGHUP: log_level: unknown level \"%s\"", tmp.log_level);
-	else {
-		cg_log_set_level(level);
-		lws_log_setup();
-		cg_log_info("SIGHUP: log level is now %s", tmp.log_level);
+		goto out;
 	}
+	if (cg_log_level_parse(tmp.log_level, &level) < 0) {
+		cg_log_warn("SIGHUP: configuration not reloaded: log_level: unknown level \"%s\"",
+			    tmp.log_level);
+		goto out;
+	}
+	cg_log_set_level(level);
+	lws_log_setup();
+	swap = cfg->log_level;
+	cfg->log_level = tmp.log_level;
+	tmp.log_level = swap;
+	swap = cfg->ws_jwt_secret;
+	cfg->ws_jwt_secret = tmp.ws_jwt_secret;
+	tmp.ws_jwt_secret = swap;
+	cfg->ws_ping_interval = tmp.ws_ping_interval;
+	cfg->ws_pong_timeout = tmp.ws_pong_timeout;
+	cfg->ws_auth_timeout = tmp.ws_auth_timeout;
+	cfg->ws_max_message = tmp.ws_max_message;
+	cfg->ws_send_queue_max = tmp.ws_send_queue_max;
+	cfg->ws_max_connections = tmp.ws_max_connections;
+	cfg->ws_max_connections_per_user = tmp.ws_max_connections_per_user;
+	cfg->ws_connect_attempts_per_ip_per_minute = tmp.ws_connect_attempts_per_ip_per_minute;
+	cfg->ws_history_retention = tmp.ws_history_retention;
+
+	if (!same(cfg->host, tmp.host) || cfg->port != tmp.port)
+		strcat(restart, " host/port");
+	if (!same(cfg->redis_url, tmp.redis_url))
+		strcat(restart, " redis_url");
+	if (!same(cfg->database_url, tmp.database_url))
+		strcat(restart, " database_url");
+	if (!same(cfg->event_stream, tmp.event_stream))
+		strcat(restart, " event_stream");
+	cg_log_info("SIGHUP: configuration reloaded (log level %s, ws_max_connections %ld, "
+		    "ws_max_connections_per_user %ld, ws_send_queue_max %ld)", cfg->log_level,
+		    cfg->ws_max_connections, cfg->ws_max_connections_per_user,
+		    cfg->ws_send_queue_max);
+	if (restart[0] != '\0')
+		cg_log_warn("SIGHUP: changed, applied only after a restart:%s", restart);
+out:
 	cg_config_free(&tmp);
 }
 
@@ -232,6 +278,9 @@ main(int argc, char **argv)
 	info.max_http_header_data = WSD_MAX_HEADER_DATA;
 	/* lws closes a text message that is not UTF-8 with 1007. */
 	info.options |= LWS_SERVER_OPTION_VALIDATE_UTF8;
+	/* SO_REUSEPORT: several instances may listen on one address and port;
+	 * the kernel spreads the connections (doc: several instances). */
+	info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
 	ctx = lws_create_context(&info);
 	if (ctx == NULL) {
 		cg_log_error("cannot listen on %s:%ld", cfg.host, cfg.port);
@@ -246,6 +295,11 @@ main(int argc, char **argv)
 		cg_log_use_syslog(1);
 	}
 
+	app.worker = wsd_worker_start(&cfg, ctx, err, sizeof err);
+	if (app.worker == NULL) {
+		cg_log_error("worker: %s", err);
+		goto out;
+	}
 	app.stream = wsd_stream_start(&cfg, ctx, &app.nconns, err, sizeof err);
 	if (app.stream == NULL) {
 		cg_log_error("event stream: %s", err);
@@ -263,7 +317,7 @@ main(int argc, char **argv)
 		}
 		if (got_hup) {
 			got_hup = 0;
-			reload_log_level(path);
+			reload_config(&cfg, path);
 		}
 		if (got_term && !app.stopping) {
 			cg_log_info("stopping: closing %d connection(s)", wsd_server_sessions(&app));
@@ -288,6 +342,9 @@ out:
 		lws_sul_cancel(&sul_grace);
 		lws_context_destroy(ctx);
 	}
+	/* After the sessions: their last acks are written before it stops. */
+	wsd_worker_free(app.worker);
+	app.worker = NULL;
 	cg_config_free(&cfg);
 	if (rc == 0 && !check_only)
 		cg_log_info("stopped");

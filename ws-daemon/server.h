@@ -27,12 +27,14 @@
 
 #include "cg_config.h"
 #include "stream.h"
+#include "worker.h"
 
 struct wsd_vhost;
 
 typedef struct wsd_app {
 	const cg_config *cfg;      /* borrowed; outlives the lws context */
 	wsd_stream *stream;        /* set once the reader runs; may be NULL */
+	wsd_worker *worker;        /* PostgreSQL/Redis questions; may be NULL */
 	atomic_int nconns;         /* authenticated sessions (registry count) */
 	int stopping;              /* set by wsd_server_shutdown() */
 	struct wsd_vhost *vhost;   /* set by the protocol while the vhost lives */

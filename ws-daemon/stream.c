@@ -52,6 +52,7 @@ struct wsd_stream {
 	size_t head;  /* oldest */
 	size_t count;
 	wsd_registry *pending; /* newest snapshot not yet taken by the reader */
+	char popped_id[STREAM_ID_MAX]; /* every entry up to here was popped; "" unknown */
 
 	/* Reader-thread only. */
 	cg_redis *redis;
@@ -301,6 +302,45 @@ stream_take_reply(wsd_stream *s, const redisReply *rep)
 	return queued;
 }
 
+/* Turns the "$" the reader starts from into the id of the newest entry
+ * ("0-0" for an empty or absent stream), so that the position up to which
+ * events were handed over is known from the start (wsd_stream_position).
+ * Returns 0, or -1 after a failure (Redis down: retried by the caller). */
+static int
+stream_resolve_start(wsd_stream *s)
+{
+	redisReply *rep = NULL;
+	const redisReply *id;
+	int rc;
+
+	rc = cg_redis_cmdf(s->redis, &rep, "XREVRANGE %s + - COUNT 1", s->cfg->event_stream);
+	stream_redis_result(s, rc);
+	if (rc != CG_REDIS_OK) {
+		if (rc == CG_REDIS_EREPLY)
+			cg_log_warn("redis: XREVRANGE %s failed: %s", s->cfg->event_stream,
+				    cg_redis_errmsg(s->redis));
+		stream_wait(s, STREAM_RETRY_MS);
+		return -1;
+	}
+	snprintf(s->last_id, sizeof s->last_id, "0-0");
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+	    rep->element[0]->type == REDIS_REPLY_ARRAY && rep->element[0]->elements >= 1) {
+		id = rep->element[0]->element[0];
+		if (id->type == REDIS_REPLY_STRING && id->len < STREAM_ID_MAX) {
+			memcpy(s->last_id, id->str, id->len);
+			s->last_id[id->len] = '\0';
+		}
+	}
+	freeReplyObject(rep);
+	pthread_mutex_lock(&s->lock);
+	snprintf(s->popped_id, sizeof s->popped_id, "%s", s->last_id);
+	pthread_mutex_unlock(&s->lock);
+	cg_log_debug("event stream %s: live from %s", s->cfg->event_stream, s->last_id);
+	/* Sessions waiting for a position to resume to can go on. */
+	lws_cancel_service(s->ctx);
+	return 0;
+}
+
 /* One XREAD round. */
 static void
 stream_read_once(wsd_stream *s)
@@ -311,6 +351,8 @@ stream_read_once(wsd_stream *s)
 	size_t room = stream_room(s);
 	int rc;
 
+	if (strcmp(s->last_id, "$") == 0 && stream_resolve_start(s) < 0)
+		return;
 	if (room == 0) {
 		/* The service thread is behind: leave the events in Redis. */
 		stream_wait(s, 100);
@@ -425,6 +467,7 @@ wsd_stream_pop(wsd_stream *s)
 	if (s->count > 0) {
 		ev = s->ring[s->head];
 		s->ring[s->head] = NULL;
+		snprintf(s->popped_id, sizeof s->popped_id, "%s", cg_event_str(ev, "stream_id"));
 		s->head = (s->head + 1) % WSD_STREAM_QUEUE_MAX;
 		s->count--;
 		wake = s->count == WSD_STREAM_QUEUE_MAX - 1;
@@ -433,6 +476,17 @@ wsd_stream_pop(wsd_stream *s)
 		pthread_cond_signal(&s->cond);
 	pthread_mutex_unlock(&s->lock);
 	return ev;
+}
+
+int
+wsd_stream_position(wsd_stream *s, cg_stream_pos *pos)
+{
+	int rc;
+
+	pthread_mutex_lock(&s->lock);
+	rc = cg_stream_pos_parse(s->popped_id, pos);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
 }
 
 void

@@ -25,6 +25,7 @@
 #include <json-c/json.h>
 
 #include "cg_config.h"
+#include "cg_history.h"
 
 struct lws_context;
 
@@ -67,6 +68,12 @@ wsd_stream *wsd_stream_start(const cg_config *cfg, struct lws_context *ctx,
 /* Takes the oldest queued event, or NULL when the queue is empty. The caller
  * owns the returned object (json_object_put). Service thread only. */
 json_object *wsd_stream_pop(wsd_stream *s);
+
+/* The position up to which the stream has been handed over: every entry
+ * at or before *pos was popped (or skipped as malformed), every later one
+ * will be. Returns 0, or -1 while it is not known yet (Redis not reached
+ * since the start). Any thread. */
+int wsd_stream_position(wsd_stream *s, cg_stream_pos *pos);
 
 /* Asks the thread to stop; returns at once. It finishes within its current
  * XREAD block (at most ~2 s). Safe to call more than once. */

@@ -153,6 +153,28 @@ is "$?/$(close_of "$T_DIR/wild.out")" "3/close 4403" "subscribing to a wildcard 
 "$WSC" --url "$WS_URL?token=$(ws_token u-bad)" --send "$(sub 'capsule:a b')" --until error --timeout 5 >"$T_DIR/bad.out" 2>&1
 is "$?/$(grep '"error"' "$T_DIR/bad.out" | jq -r .code)" "0/unknown_channel" "a malformed capsule channel answers unknown_channel"
 
+# Below operator, another user's activity is a forbidden channel; one's own, a
+# tenant-wide one and one that does not exist (yet) are not. Operators watch any.
+as "$T_PUB"
+jreq POST /create-activity '{"capsule_id":"cap-own","title":"own","user_id":"u-own"}'
+s1=$H_STATUS
+jreq POST /create-activity '{"capsule_id":"cap-other","title":"other","user_id":"u-other"}'
+is "$s1/$H_STATUS" "201/201" "activities of two users created"
+"$WSC" --url "$WS_URL?token=$(ws_token u-own)" --send "$(sub capsule:cap-other)" --until never --timeout 5 \
+	>"$T_DIR/other.out" 2>&1
+is "$?/$(close_of "$T_DIR/other.out")" "3/close 4403" "a viewer subscribing to another user's activity is closed with 4403"
+grep -q 'forbidden channel capsule:cap-other' "$WSD_LOG"
+t_result $? "the refusal is logged with the channel"
+"$WSC" --url "$WS_URL?token=$(ws_token u-own)" --send "$(sub capsule:cap-own)" --send "$(sub capsule:cap-x)" \
+	--send "$(sub capsule:cap-none)" --count 4 --timeout 10 >"$T_DIR/own.out" 2>&1
+is "$?/$(grep -c '"subscribed"' "$T_DIR/own.out")" "0/3" "its own, a tenant-wide and a not (yet) existing activity are subscribed"
+"$WSC" --url "$WS_URL?token=$(ws_token u-op default operator)" --send "$(sub capsule:cap-other)" --count 2 \
+	--timeout 10 >"$T_DIR/op.out" 2>&1
+is "$?/$(grep -c '"subscribed"' "$T_DIR/op.out")" "0/1" "an operator may watch another user's activity"
+"$WSC" --url "$WS_URL?token=$(ws_token u-own)&channels=activities,capsule:cap-other" --until never --timeout 5 \
+	>"$T_DIR/other2.out" 2>&1
+is "$?/$(close_of "$T_DIR/other2.out")" "3/close 4403" "the same channel named at authentication is closed with 4403 too"
+
 # --- push: devices belong to users; a channel's event has no device audience ----
 PUSH_TOKEN=$(openssl rand -hex 32)
 sql "INSERT INTO devices (tenant_id, user_id, platform, device_token) VALUES ('default', 'u-push', 'ios', '$PUSH_TOKEN')" >/dev/null
