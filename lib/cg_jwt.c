@@ -288,7 +288,7 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u)
 	return -1;
 }
 
-static void ossl_err(char *err, size_t errlen, const char *what)
+void cg_ossl_err(char *err, size_t errlen, const char *what)
 {
 	unsigned long e = ERR_peek_last_error();
 	char buf[200];
@@ -297,7 +297,7 @@ static void ossl_err(char *err, size_t errlen, const char *what)
 		ERR_error_string_n(e, buf, sizeof buf);
 	else
 		snprintf(buf, sizeof buf, "unknown error");
-	snprintf(err, errlen, "%s: %s", what, buf);
+	cg_set_err(err, errlen, "%s: %s", what, buf);
 	ERR_clear_error();
 }
 
@@ -316,12 +316,12 @@ cg_es256_key *cg_es256_key_from_pem(const char *pem, size_t len, char *err, size
 	ERR_clear_error();
 	bio = BIO_new_mem_buf(pem, (int)len);
 	if (bio == NULL) {
-		ossl_err(err, errlen, "key");
+		cg_ossl_err(err, errlen, "key");
 		goto out;
 	}
 	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
 	if (pkey == NULL) {
-		ossl_err(err, errlen, "key: not a PEM private key");
+		cg_ossl_err(err, errlen, "key: not a PEM private key");
 		goto out;
 	}
 	if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_EC) {
@@ -398,8 +398,22 @@ static size_t b64_room(size_t n)
 	return 4 * ((n + 2) / 3) + 1;
 }
 
+struct evp_pkey_st *cg_es256_key_pkey(const cg_es256_key *k)
+{
+	return k != NULL ? k->pkey : NULL;
+}
+
 int cg_es256_sign_jws(cg_es256_key *k, const char *header_json, const char *claims_json,
 		      char **out)
+{
+	*out = NULL;
+	if (k == NULL)
+		return -1;
+	return cg_es256_sign_jws_pkey(k->pkey, header_json, claims_json, out);
+}
+
+int cg_es256_sign_jws_pkey(EVP_PKEY *pkey, const char *header_json, const char *claims_json,
+			   char **out)
 {
 	unsigned char der[128], raw[ES256_SIG_LEN];
 	const unsigned char *p;
@@ -412,7 +426,7 @@ int cg_es256_sign_jws(cg_es256_key *k, const char *header_json, const char *clai
 	int rc = -1;
 
 	*out = NULL;
-	if (k == NULL || header_json == NULL || claims_json == NULL)
+	if (pkey == NULL || header_json == NULL || claims_json == NULL)
 		goto out;
 	hlen = strlen(header_json);
 	clen = strlen(claims_json);
@@ -434,7 +448,7 @@ int cg_es256_sign_jws(cg_es256_key *k, const char *header_json, const char *clai
 
 	ERR_clear_error();
 	md = EVP_MD_CTX_new();
-	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, k->pkey) != 1)
+	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pkey) != 1)
 		goto out;
 	derlen = 0;
 	if (EVP_DigestSign(md, NULL, &derlen, (const unsigned char *)buf, pos) != 1 ||

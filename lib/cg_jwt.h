@@ -50,4 +50,20 @@ void cg_es256_key_free(cg_es256_key *k);
 int cg_es256_sign_jws(cg_es256_key *k, const char *header_json, const char *claims_json,
 		      char **out);
 
+/* The same signer over an OpenSSL EVP_PKEY the caller holds and has checked
+ * to be a P-256 private key (VAPID keys built from raw scalars, in
+ * cg_webpush.c). Declared with OpenSSL's struct tag so this header needs no
+ * OpenSSL include. Returns 0 or -1. */
+struct evp_pkey_st;
+int cg_es256_sign_jws_pkey(struct evp_pkey_st *pkey, const char *header_json,
+			   const char *claims_json, char **out);
+
+/* Writes "<what>: <OpenSSL's last queued error>" into err (nothing when
+ * err is NULL) and clears OpenSSL's error queue: how every OpenSSL caller
+ * (here and cg_webpush.c) turns a failure into a reason. */
+void cg_ossl_err(char *err, size_t errlen, const char *what);
+
+/* The key's EVP_PKEY, borrowed: valid while k lives, not to be freed. */
+struct evp_pkey_st *cg_es256_key_pkey(const cg_es256_key *k);
+
 #endif

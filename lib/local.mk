@@ -15,5 +15,6 @@ lib_libcapsule_la_SOURCES = \
 	lib/cg_query.c lib/cg_query.h \
 	lib/cg_redis.c lib/cg_redis.h \
 	lib/cg_state.c lib/cg_state.h \
-	lib/cg_util.c lib/cg_util.h
+	lib/cg_util.c lib/cg_util.h \
+	lib/cg_webpush.c lib/cg_webpush.h
 lib_libcapsule_la_LIBADD = $(CG_LIB_LIBS)

@@ -1,4 +1,4 @@
-/* capsule-admin: operator CLI that creates tenants and issues, lists and revokes API keys. */
+/* capsule-admin: operator CLI for tenants and API keys, and VAPID key generation. */
 #define _GNU_SOURCE
 #include "config.h"
 
@@ -21,6 +21,7 @@
 #include "cg_json.h"
 #include "cg_log.h"
 #include "cg_util.h"
+#include "cg_webpush.h"
 
 #define EXIT_USAGE 2
 #define TENANT_ID_MAX 64
@@ -42,6 +43,7 @@ static void usage(void)
 		"                     [--expires-in SECONDS | --expires-at RFC3339]\n"
 		"       capsule-admin [-f config-file] key list <tenant_id>\n"
 		"       capsule-admin [-f config-file] key revoke <key_id>\n"
+		"       capsule-admin vapid-keygen\n"
 		"  -f FILE  configuration file (default: $CAPSULE_CONFIG or %s/capsule-gateway.conf)\n"
 		"  roles: viewer, operator, publisher, admin\n",
 		CG_SYSCONFDIR);
@@ -535,6 +537,31 @@ static void parse_expiry(int argc, char **argv, char *at, char *in)
 	}
 }
 
+/* Prints a new VAPID key pair as configuration lines. Needs no
+ * configuration and no database. */
+static int vapid_keygen(void)
+{
+	char priv[CG_WEBPUSH_KEY_B64_MAX], pub[CG_WEBPUSH_KEY_B64_MAX];
+	int status = 1;
+
+	if (cg_vapid_generate(priv, pub) != 0) {
+		errx_msg("cannot generate a P-256 key pair");
+		goto out;
+	}
+	printf("# VAPID key pair (P-256). Keep the private key secret; browsers subscribe\n"
+	       "# with the public key as applicationServerKey.\n"
+	       "vapid_private_key = %s\n"
+	       "vapid_public_key = %s\n", priv, pub);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		errx_msg("cannot write the keys: %s", strerror(errno));
+		goto out;
+	}
+	status = 0;
+out:
+	OPENSSL_cleanse(priv, sizeof priv);
+	return status;
+}
+
 int main(int argc, char **argv)
 {
 	cg_config cfg;
@@ -559,6 +586,11 @@ int main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
+	if (argc >= 1 && strcmp(argv[0], "vapid-keygen") == 0) {
+		if (argc != 1)
+			usage();
+		return vapid_keygen();
+	}
 	if (argc < 2)
 		usage();
 	noun = argv[0];

@@ -27,7 +27,8 @@ CG_UNIT_TESTS = \
 	tests/unit/test_state \
 	tests/unit/test_query \
 	tests/unit/test_wsd_order \
-	tests/unit/test_history
+	tests/unit/test_history \
+	tests/unit/test_webpush
 check_PROGRAMS += $(CG_UNIT_TESTS)
 TESTS += $(CG_UNIT_TESTS)
 
@@ -81,12 +82,19 @@ tests_unit_test_wsd_order_LDADD = $(CG_TEST_LDADD)
 tests_unit_test_history_SOURCES = tests/unit/test_history.c tests/unit/tap.h tests/unit/test_schema.h
 tests_unit_test_history_CFLAGS = $(CG_TEST_CFLAGS)
 tests_unit_test_history_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_webpush_SOURCES = tests/unit/test_webpush.c tests/unit/tap.h
+tests_unit_test_webpush_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_webpush_LDADD = $(CG_TEST_LDADD)
 
 # Test tools: local stand-ins for the outside world.
 check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client
 tests_tools_fake_apns_SOURCES = tests/tools/fake-apns.c
 tests_tools_fake_apns_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JSONC_CFLAGS)
 tests_tools_fake_apns_LDADD = $(OPENSSL_LIBS) $(NGHTTP2_LIBS) $(JSONC_LIBS)
+check_PROGRAMS += tests/tools/fake-webpush
+tests_tools_fake_webpush_SOURCES = tests/tools/fake-webpush.c
+tests_tools_fake_webpush_CFLAGS = $(CG_TEST_CFLAGS)
+tests_tools_fake_webpush_LDADD = $(CG_TEST_LDADD)
 tests_tools_ws_client_SOURCES = tests/tools/ws-client.c
 tests_tools_ws_client_CFLAGS = $(AM_CFLAGS) $(LWS_CFLAGS)
 tests_tools_ws_client_LDADD = $(LWS_LIBS)
