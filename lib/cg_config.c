@@ -64,6 +64,7 @@ static const struct cfg_key cfg_keys[] = {
 	L(ws_max_connections_per_user, 20, 1, 100000),
 	L(ws_connect_attempts_per_ip_per_minute, 120, 1, 10000000),
 	L(ws_history_retention, 2592000, 60, 315360000),
+	B(ws_reuse_port, "false"),
 	S(instance_id, "", 0, 0),
 	S(apns_team_id, NULL, 0, 0),
 	S(apns_key_id, NULL, 0, 0),
@@ -74,6 +75,15 @@ static const struct cfg_key cfg_keys[] = {
 	S(apns_ca_file, NULL, 0, 0),
 	L(apns_max_connections, 2, 1, 16),
 	L(apns_timeout_ms, 10000, 100, 600000),
+	L(push_expiration_low, 3600, 0, 2592000),
+	L(push_expiration_medium, 86400, 0, 2592000),
+	L(push_expiration_high, 86400, 0, 2592000),
+	L(push_expiration_critical, 86400, 0, 2592000),
+	B(push_to_start_critical, "false"),
+	L(live_activity_stale_s, 3600, 60, 86400),
+	L(live_activity_dismissal_s, 14400, 0, 86400),
+	S(vapid_private_key, NULL, 0, 0),
+	S(vapid_subject, NULL, 0, 0),
 	L(max_body_bytes, 1048576, 1024, 67108864),
 	L(cache_ttl, 300, 1, 2592000),
 	L(max_title_chars, 500, 1, 100000),
@@ -442,6 +452,16 @@ static int validate(cg_config *cfg, cg_prog prog, char *err, size_t errlen)
 			}
 		}
 	}
+	if (is_set(cfg->vapid_private_key) && !is_set(cfg->vapid_subject)) {
+		cg_set_err(err, errlen, "vapid_subject: missing (required with vapid_private_key: "
+			   "a mailto: or https: URL)");
+		return -1;
+	}
+	if (is_set(cfg->vapid_subject) && strncmp(cfg->vapid_subject, "mailto:", 7) != 0 &&
+	    strncmp(cfg->vapid_subject, "https:", 6) != 0) {
+		cg_set_err(err, errlen, "vapid_subject: must be a mailto: or https: URL");
+		return -1;
+	}
 	if (is_set(cfg->auth_jwt_hs256_secret) && strlen(cfg->auth_jwt_hs256_secret) < 32) {
 		cg_set_err(err, errlen, "auth_jwt_hs256_secret: must be at least 32 bytes long");
 		return -1;
@@ -512,6 +532,11 @@ void cg_config_free(cg_config *cfg)
 		}
 	}
 	memset(cfg, 0, sizeof *cfg);
+}
+
+int cg_config_webpush_configured(const cg_config *cfg)
+{
+	return cfg && is_set(cfg->vapid_private_key) && is_set(cfg->vapid_subject);
 }
 
 int cg_config_apns_configured(const cg_config *cfg)

@@ -38,6 +38,7 @@ typedef struct cg_config {
 	long ws_max_connections;  /* WS_MAX_CONNECTIONS per instance, default 10000 */
 	long ws_max_connections_per_user; /* per tenant+user per instance, default 20 */
 	long ws_connect_attempts_per_ip_per_minute; /* per client address, default 120 */
+	int ws_reuse_port;         /* WS_REUSE_PORT: SO_REUSEPORT, several instances on one port, default false */
 	long ws_history_retention; /* WS_HISTORY_RETENTION seconds a client may resume from, default 30 days */
 	char *instance_id;        /* INSTANCE_ID, default "<hostname>-<pid>" when empty */
 	/* APNs */
@@ -50,6 +51,16 @@ typedef struct cg_config {
 	char *apns_ca_file;       /* APNS_CA_FILE: extra CA to trust */
 	long apns_max_connections;/* APNS_MAX_CONNECTIONS, default 2 */
 	long apns_timeout_ms;     /* APNS_TIMEOUT_MS per request, default 10000 */
+	/* push (APNs and Web Push) */
+	long push_expiration_low;      /* PUSH_EXPIRATION_LOW seconds a low push may wait (apns-expiration, Web Push TTL), default 3600 */
+	long push_expiration_medium;   /* ... medium, default 86400 */
+	long push_expiration_high;     /* ... high, default 86400 */
+	long push_expiration_critical; /* ... critical, default 86400 */
+	int push_to_start_critical;    /* PUSH_TO_START_CRITICAL: start a Live Activity on new critical activities, default false */
+	long live_activity_stale_s;    /* LIVE_ACTIVITY_STALE_S: stale-date = now + this, default 3600 */
+	long live_activity_dismissal_s; /* LIVE_ACTIVITY_DISMISSAL_S: dismissal-date = end + this, default 14400 */
+	char *vapid_private_key;       /* VAPID_PRIVATE_KEY: base64url P-256 scalar or PEM path (capsule-admin vapid-keygen) */
+	char *vapid_subject;           /* VAPID_SUBJECT: mailto: or https: URL, required with a VAPID key */
 	/* REST */
 	long max_body_bytes;      /* MAX_BODY_BYTES, default 1 MiB */
 	long cache_ttl;           /* CACHE_TTL seconds for cached activities, default 300 */
@@ -96,5 +107,8 @@ void cg_config_free(cg_config *cfg);
 
 /* True (1) when the APNs key, key id, team id and bundle id are all set. */
 int cg_config_apns_configured(const cg_config *cfg);
+
+/* 1 when Web Push is configured (vapid_private_key and vapid_subject). */
+int cg_config_webpush_configured(const cg_config *cfg);
 
 #endif

@@ -1,7 +1,6 @@
 /* main: capsule-wsd, the WebSocket daemon: options, configuration, signals and the service loop. */
 #include "config.h"
 
-#include <arpa/inet.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 
 #include "cg_config.h"
 #include "cg_log.h"
+#include "listen.h"
 #include "server.h"
 #include "stream.h"
 
@@ -158,26 +158,6 @@ out:
 	cg_config_free(&tmp);
 }
 
-/* Where to listen. With IPv6 enabled, lws 4.1 ignores an IPv4 address given
- * as iface and binds every address, so an IPv4 host (and "localhost") turns
- * IPv6 off. An IPv6 literal or an interface name is passed as it is; "" and
- * "*" mean every address. */
-static void
-listen_setup(struct lws_context_creation_info *info, const char *host)
-{
-	unsigned char addr[sizeof(struct in6_addr)];
-
-	if (host == NULL || host[0] == '\0' || strcmp(host, "*") == 0) {
-		info->iface = NULL;
-		return;
-	}
-	if (strcmp(host, "localhost") == 0)
-		host = "127.0.0.1";
-	info->iface = host;
-	if (inet_pton(AF_INET, host, addr) == 1)
-		info->options |= LWS_SERVER_OPTION_DISABLE_IPV6;
-}
-
 static int grace_over;
 static struct lws_context *grace_ctx;
 
@@ -211,13 +191,14 @@ main(int argc, char **argv)
 	};
 	struct lws_context_creation_info info;
 	struct lws_context *ctx = NULL;
+	struct lws_vhost *vh;
 	lws_sorted_usec_list_t sul_grace;
 	cg_config cfg;
 	cg_log_level level = CG_LOG_INFO;
 	wsd_app app;
 	const char *path = NULL;
 	char err[512];
-	int ch, foreground = 0, check_only = 0, rc = 1;
+	int ch, foreground = 0, check_only = 0, rc = 1, listen_fd = -1, rc_listen;
 
 	for (;;) {
 		ch = getopt_long(argc, argv, "dnf:h", longopts, NULL);
@@ -267,9 +248,15 @@ main(int argc, char **argv)
 	lws_log_setup();
 	app.cfg = &cfg;
 
+	/* Our own listening socket (listen.h: SO_REUSEPORT); lws serves what
+	 * it accepts. */
+	listen_fd = wsd_listen_open(cfg.host, cfg.port, cfg.ws_reuse_port, err, sizeof err);
+	if (listen_fd < 0) {
+		cg_log_error("%s", err);
+		goto out;
+	}
 	memset(&info, 0, sizeof info);
-	info.port = (int)cfg.port;
-	listen_setup(&info, cfg.host);
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = wsd_protocols;
 	info.user = &app;
 	info.gid = -1;
@@ -278,12 +265,16 @@ main(int argc, char **argv)
 	info.max_http_header_data = WSD_MAX_HEADER_DATA;
 	/* lws closes a text message that is not UTF-8 with 1007. */
 	info.options |= LWS_SERVER_OPTION_VALIDATE_UTF8;
-	/* SO_REUSEPORT: several instances may listen on one address and port;
-	 * the kernel spreads the connections (doc: several instances). */
-	info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;
 	ctx = lws_create_context(&info);
 	if (ctx == NULL) {
-		cg_log_error("cannot listen on %s:%ld", cfg.host, cfg.port);
+		cg_log_error("cannot create the libwebsockets context");
+		goto out;
+	}
+	vh = lws_get_vhost_by_name(ctx, WSD_PROGNAME);
+	rc_listen = vh != NULL ? wsd_listen_adopt(vh, listen_fd, err, sizeof err) : -1;
+	listen_fd = -1; /* lws owns it now (closed on failure too) */
+	if (rc_listen < 0) {
+		cg_log_error("listen: %s", vh != NULL ? err : "no vhost");
 		goto out;
 	}
 
@@ -345,6 +336,8 @@ out:
 	/* After the sessions: their last acks are written before it stops. */
 	wsd_worker_free(app.worker);
 	app.worker = NULL;
+	if (listen_fd >= 0)
+		close(listen_fd);
 	cg_config_free(&cfg);
 	if (rc == 0 && !check_only)
 		cg_log_info("stopped");

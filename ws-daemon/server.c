@@ -14,6 +14,7 @@
 #include "cg_log.h"
 #include "cg_util.h"
 #include "connlimit.h"
+#include "listen.h"
 #include "order.h"
 #include "server.h"
 #include "worker.h"
@@ -1803,6 +1804,7 @@ wsd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 
 const struct lws_protocols wsd_protocols[] = {
 	{ "capsule-gateway", wsd_callback, sizeof(wsd_session), 0, 0, NULL, 0 },
+	WSD_LISTEN_PROTOCOL_ENTRY,
 	{ NULL, NULL, 0, 0, 0, NULL, 0 } /* terminator */
 };
 

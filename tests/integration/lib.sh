@@ -163,3 +163,143 @@ it_cleanup() {
 		rm -rf "$STACK_DIR"
 	fi
 }
+
+# --- issue 5 (resume, agents, several instances) helpers ---------------------
+
+# ws_jwt SUB [TENANT [ROLE [DEVICE_TOKEN [TTL]]]]: a WebSocket token signed
+# here with the stack's ws secret (role default "user", no device token).
+ws_jwt() {
+	local now dev=""
+	now=$(date +%s)
+	[ -n "${4:-}" ] && dev=",\"device_token\":\"$4\""
+	hs256 "$(cat "$STACK_DIR/ws-secret")" '{"alg":"HS256","typ":"JWT"}' \
+		"{\"sub\":\"$1\",\"tenant\":\"${2:-default}\",\"role\":\"${3:-user}\"$dev,\"iss\":\"capsule-gateway\",\"iat\":$now,\"nbf\":$now,\"exp\":$((now + ${5:-600}))}"
+}
+
+# post_events BEARER IDS_FILE < BODIES: POSTs each line of stdin (a JSON
+# body) to /api/v1/events, one after the other on one curl connection (so
+# they are published in that order), and appends each answer's event_id to
+# IDS_FILE, one line per body ("FAILED" for a failed one). Returns 1 unless
+# every answer is 202 with an event_id.
+post_events() {
+	local tok=$1 ids=$2 n=0 cfg dir line st i id
+	dir=$(mktemp -d "$T_DIR/post.XXXXXX")
+	cfg="$dir/curl.cfg"
+	: >"$cfg"
+	while IFS= read -r line; do
+		n=$((n + 1))
+		printf '%s' "$line" >"$dir/b$n.json"
+		[ "$n" -gt 1 ] && echo "next" >>"$cfg"
+		cat >>"$cfg" <<-EOC
+			url = "http://127.0.0.1:$HTTP_PORT/api/v1/events"
+			request = "POST"
+			header = "Content-Type: application/json"
+			header = "Authorization: Bearer $tok"
+			data-binary = "@$dir/b$n.json"
+			output = "$dir/r$n.json"
+			write-out = "%{http_code}\\n"
+			max-time = 60
+		EOC
+	done
+	[ "$n" = 0 ] && { rm -rf "$dir"; return 0; }
+	curl -sS -K "$cfg" >"$dir/codes" 2>"$dir/err" || true
+	st=0
+	for i in $(seq 1 "$n"); do
+		id=$(jq -er '.event.event_id' "$dir/r$i.json" 2>/dev/null) || id=""
+		if [ "$(sed -n "${i}p" "$dir/codes")" != 202 ] || [ -z "$id" ]; then
+			echo FAILED >>"$ids"
+			st=1
+			diag "post_events: request $i answered $(sed -n "${i}p" "$dir/codes"): $(head -c 300 "$dir/r$i.json" 2>/dev/null)"
+		else
+			echo "$id" >>"$ids"
+		fi
+	done
+	rm -rf "$dir"
+	return $st
+}
+
+# ws_events FILE: the event_id of every event message a ws-client printed,
+# in order, one per line; `resumed` and `resync_required` show as RESUMED
+# and RESYNC lines where they arrived.
+ws_events() {
+	grep '^{' "$1" 2>/dev/null | jq -r 'if .type == "resumed" then "RESUMED"
+		elif .type == "resync_required" then "RESYNC"
+		elif (.event_id // "") != "" then .event_id else empty end' 2>/dev/null
+}
+
+# ws_msg FILE TYPE: the first message of that type a ws-client printed.
+ws_msg() { grep '^{' "$1" 2>/dev/null | jq -c --arg t "$2" 'select(.type == $t)' 2>/dev/null | head -n 1; }
+
+# wsd_start_extra NAME [VAR=value]...: starts one more capsule-wsd with the
+# given environment overrides (the environment wins over the file: PORT,
+# INSTANCE_ID, WS_SEND_QUEUE_MAX...) on the config file $WSD_EXTRA_CONFIG
+# (default: the stack's), logging to $STACK_DIR/capsule-wsd-NAME.log; its pid
+# is recorded with the stack's capsule-wsd (stack_down stops it) and left in
+# WSD_EXTRA_PID. Waits (20 s) until it logs that it listens; returns 1 when
+# it does not.
+wsd_start_extra() {
+	local name=$1 log conf=${WSD_EXTRA_CONFIG:-$CAPSULE_CONFIG}
+	shift
+	log="$STACK_DIR/capsule-wsd-$name.log"
+	env "$@" ${STACK_DAEMON_WRAPPER:-} \
+		"$BUILD_DIR/ws-daemon/capsule-wsd" -d -f "$conf" >>"$log" 2>&1 &
+	WSD_EXTRA_PID=$!
+	stack_record_pid capsule-wsd "$WSD_EXTRA_PID"
+	wait_for 20 sh -c "grep -q 'listening on' '$log' || ! kill -0 $WSD_EXTRA_PID 2>/dev/null"
+	if ! grep -q 'listening on' "$log" || ! kill -0 "$WSD_EXTRA_PID" 2>/dev/null; then
+		diag "capsule-wsd $name did not start: $(tail -n 5 "$log")"
+		return 1
+	fi
+}
+
+# kill_wait PID...: stops background processes this test started (TERM),
+# and reaps them.
+kill_wait() {
+	local p
+	for p in "$@"; do
+		[ -n "$p" ] || continue
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	return 0
+}
+
+# sanitizer_clean FILE...: 0 when no file holds a sanitizer report.
+sanitizer_clean() {
+	! grep -Eq 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$@" 2>/dev/null
+}
+
+# raw_ws_close PORT PATH [HEADER]...: upgrades on 127.0.0.1:PORT with a raw
+# socket (no WebSocket library: lws 4.1 reports close codes 1012-2999 as
+# 1002), reads for up to 6 s and prints the code of the first close frame the
+# server sent ("none" if there was none). The server's frames are unmasked.
+raw_ws_close() {
+	local port=$1 path=$2 h req
+	shift 2
+	req="GET $path HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	req="${req}Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+	for h in "$@"; do req="$req$h\r\n"; done
+	req="$req\r\n"
+	timeout 6 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1; printf "$1" >&3; cat <&3' "$port" "$req" 2>/dev/null |
+		od -An -v -tu1 | tr -s ' \n' '\n\n' | grep -v '^$' | awk '
+		{ b[n++] = $1 }
+		END {
+			for (i = 3; i < n; i++)
+				if (b[i-3] == 13 && b[i-2] == 10 && b[i-1] == 13 && b[i] == 10) break
+			i++
+			while (i + 1 < n) {
+				op = b[i] % 16; len = b[i+1] % 128; h = 2
+				if (len == 126) { len = b[i+2] * 256 + b[i+3]; h = 4 }
+				else if (len == 127) { len = 0; for (k = 2; k < 10; k++) len = len * 256 + b[i+k]; h = 10 }
+				if (op == 8) { if (len >= 2) print b[i+h] * 256 + b[i+h+1]; else print 1005; exit }
+				i += h + len
+			}
+			print "none"
+		}'
+}
+
+# t_skip DESCRIPTION REASON: a TAP check that did not run ("ok N - ... # SKIP REASON").
+t_skip() {
+	T_N=$((T_N + 1))
+	echo "ok $T_N - $1 # SKIP $2"
+}

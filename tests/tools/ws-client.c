@@ -2,7 +2,9 @@
 /*
  * ws-client --url ws://HOST:PORT/PATH?QUERY [--send JSON]... [--until TYPE]
  *           [--count N] [--timeout SECONDS] [--timestamps] [--pong]
- *           [--send-big BYTES]
+ *           [--send-big BYTES] [--header 'Name: value']... [--ack | --ack-stream]
+ *           [--pause-ms N] [--read-delay-ms N] [--brief-over BYTES]
+ *           [--rcvbuf BYTES] [--send-after TYPE]
  *
  * Connects without a subprotocol, sends every --send message in order once
  * the connection is up (then, with --send-big, one text message of exactly
@@ -11,8 +13,35 @@
  * time of arrival in microseconds. The server's JSON {"type":"ping"} is
  * answered with {"type":"pong"} only with --pong: by default the client
  * sends nothing but its --send messages (a silent client for heartbeat
- * tests); WebSocket control-frame pings are always answered by lws. Exit
- * status:
+ * tests); WebSocket control-frame pings are always answered by lws.
+ *
+ *   --header 'Name: value'  sent with the upgrade request (repeatable, at
+ *                     most 16), e.g. X-API-Key, api-key, X-Agent-ID.
+ *   --ack             after each received message with a top-level
+ *                     "event_id", sends {"type":"ack","event_id":"..."}
+ *                     (in order; when more than 4096 are waiting the oldest
+ *                     are dropped: a cursor only moves forward).
+ *   --ack-stream      the same with {"type":"ack","stream_id":"..."} for
+ *                     messages that carry a top-level "stream_id".
+ *   --pause-ms N      after the first complete message (authenticated or
+ *                     registered, normally) stops reading from the socket
+ *                     for N ms, so that the server's send queue fills;
+ *                     SIGUSR1 ends the pause at once.
+ *   --read-delay-ms N stops reading for N ms after every message (a slow
+ *                     reader).
+ *   --brief-over BYTES  a message longer than BYTES is printed as
+ *                     {"type":"..","event_id":"..","stream_id":"..","bytes":N}
+ *                     (members it lacks are empty strings) instead of itself.
+ *   --rcvbuf BYTES    SO_RCVBUF of the socket (a small one fills sooner).
+ *   --send-after TYPE the --send (and --send-big) messages wait until a
+ *                     message of that type arrived (e.g. registered: an
+ *                     agent's key is checked after the upgrade).
+ *
+ * lws 4.1 reports some close codes it does not know (1013, "try again
+ * later", for one) as 1002: check those in the server's log or with a raw
+ * socket (tests/integration/lib.sh raw_ws_close).
+ *
+ * Exit status:
  *   0  a message whose top-level "type" equals --until arrived, or --count
  *      messages arrived
  *   1  timeout (default 10 s)
@@ -21,18 +50,21 @@
  *      first (1005 when the close frame had no code, 1006 when the TCP
  *      connection ended without a close frame)
  *
- * It deliberately links nothing but libwebsockets: the "type" member is
- * found with a tiny scanner rather than a JSON library.
+ * It deliberately links nothing but libwebsockets: the "type", "event_id"
+ * and "stream_id" members are found with a tiny scanner rather than a JSON
+ * library.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 
 #include <libwebsockets.h>
 
@@ -40,6 +72,11 @@
 #define WSC_MAX_MESSAGE (16u << 20)     /* one received message */
 #define WSC_MAX_HOST 256
 #define WSC_MAX_PATH 4096
+#define WSC_MAX_HEADERS 16              /* --header */
+#define WSC_MAX_HEADER_NAME 128         /* "Name:" of one --header */
+#define WSC_ACK_RING 4096               /* acks waiting to be written */
+#define WSC_ID_MAX 64                   /* an event_id or stream_id */
+#define WSC_MAX_DELAY_MS 3600000L       /* --pause-ms, --read-delay-ms */
 
 enum {
 	WSC_EXIT_OK = 0,
@@ -58,7 +95,18 @@ struct wsc_opts {
 	int timestamps;  /* prefix each message with the wall-clock time in µs */
 	int pong;        /* answer the server's JSON pings */
 	long send_big;   /* bytes of one extra large message; 0: none */
+	const char *headers[WSC_MAX_HEADERS]; /* "Name: value" */
+	int nheaders;
+	const char *ack_key; /* "event_id" or "stream_id"; NULL: no acks */
+	long pause_ms;       /* after the first message; 0: none */
+	long read_delay_ms;  /* after every message; 0: none */
+	long brief_over;     /* print longer messages briefly; 0: never */
+	long rcvbuf;         /* SO_RCVBUF; 0: the system's */
+	const char *send_after; /* hold --send until this type arrived; NULL: none */
 };
+
+/* SIGUSR1 ends a --pause-ms pause. */
+static volatile sig_atomic_t wsc_unpause_requested;
 
 struct wsc {
 	const struct wsc_opts *o;
@@ -68,6 +116,7 @@ struct wsc {
 	int finished;           /* the connection is gone (or given up on) */
 	int closing;            /* outcome known: close from WRITEABLE */
 	int next_send;          /* index of the next --send to write */
+	int send_ready;         /* --send may go (after --send-after) */
 	int big_sent;           /* the --send-big message went out */
 	int pongs_due;          /* JSON pongs to write */
 	long received;          /* complete text messages */
@@ -76,6 +125,14 @@ struct wsc {
 	size_t rx_len;
 	size_t rx_cap;
 	int rx_binary;
+	struct lws *wsi;        /* the connection, once established */
+	lws_sorted_usec_list_t sul_read; /* ends a pause / read delay */
+	lws_sorted_usec_list_t sul_tick; /* wakes the loop while paused (SIGUSR1) */
+	int paused;             /* reading is off */
+	int pause_done;         /* the --pause-ms pause has happened */
+	char (*acks)[WSC_ID_MAX]; /* ring of ids to acknowledge */
+	unsigned ack_head;      /* next to write */
+	unsigned ack_count;
 };
 
 /* Ends the run with `code` unless an earlier outcome was already decided. */
@@ -86,14 +143,15 @@ wsc_finish(struct wsc *c, int code)
 		c->exit_code = code;
 }
 
-/* Finds the string value of the top-level "type" member of the JSON object
- * in s[0..n). Escapes inside the value are copied as they are (types are
- * plain words). Returns 0 with a NUL-terminated copy in `out`, or -1. */
+/* Finds the string value of the top-level member `key` of the JSON object
+ * in s[0..n). Escapes inside the value are copied as they are (types and
+ * ids are plain words). Returns 0 with a NUL-terminated copy in `out`, or
+ * -1. */
 static int
-wsc_json_type(const char *s, size_t n, char *out, size_t outlen)
+wsc_json_member(const char *s, size_t n, const char *key, char *out, size_t outlen)
 {
 	int depth = 0;
-	size_t i, start, end, j;
+	size_t i, start, end, j, klen = strlen(key);
 
 	for (i = 0; i < n; i++) {
 		char ch = s[i];
@@ -116,7 +174,7 @@ wsc_json_type(const char *s, size_t n, char *out, size_t outlen)
 		if (i >= n)
 			return -1;
 		end = i;
-		if (depth != 1 || end - start != 4 || memcmp(s + start, "type", 4) != 0)
+		if (depth != 1 || end - start != klen || memcmp(s + start, key, klen) != 0)
 			continue;
 		j = end + 1;
 		while (j < n && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n'))
@@ -127,7 +185,7 @@ wsc_json_type(const char *s, size_t n, char *out, size_t outlen)
 		while (j < n && (s[j] == ' ' || s[j] == '\t' || s[j] == '\r' || s[j] == '\n'))
 			j++;
 		if (j >= n || s[j] != '"')
-			return -1;
+			continue; /* not a string: maybe a key further on */
 		start = ++j;
 		while (j < n && s[j] != '"') {
 			if (s[j] == '\\')
@@ -141,6 +199,12 @@ wsc_json_type(const char *s, size_t n, char *out, size_t outlen)
 		return 0;
 	}
 	return -1;
+}
+
+static int
+wsc_json_type(const char *s, size_t n, char *out, size_t outlen)
+{
+	return wsc_json_member(s, n, "type", out, outlen);
 }
 
 /* Appends one received fragment to the message buffer (capped). */
@@ -168,11 +232,91 @@ wsc_rx_append(struct wsc *c, const void *in, size_t len)
 	return 0;
 }
 
+static void wsc_read_resume_cb(lws_sorted_usec_list_t *sul);
+
+/* While reading is off poll() waits for timers only: this one makes the
+ * loop look at the SIGUSR1 flag at least every 100 ms. */
+static void
+wsc_tick_cb(lws_sorted_usec_list_t *sul)
+{
+	struct wsc *c = lws_container_of(sul, struct wsc, sul_tick);
+
+	if (c->paused)
+		lws_sul_schedule(c->ctx, 0, &c->sul_tick, wsc_tick_cb, 100 * LWS_US_PER_MS);
+}
+
+/* Stops reading from the socket for `ms` milliseconds. */
+static void
+wsc_read_pause(struct wsc *c, long ms)
+{
+	if (c->wsi == NULL || ms <= 0)
+		return;
+	lws_rx_flow_control(c->wsi, 0);
+	c->paused = 1;
+	lws_sul_schedule(c->ctx, 0, &c->sul_read, wsc_read_resume_cb,
+			 (lws_usec_t)ms * LWS_US_PER_MS);
+	lws_sul_schedule(c->ctx, 0, &c->sul_tick, wsc_tick_cb, 100 * LWS_US_PER_MS);
+}
+
+/* Reads again (end of a pause or read delay, or SIGUSR1). */
+static void
+wsc_read_resume(struct wsc *c)
+{
+	lws_sul_cancel(&c->sul_read);
+	lws_sul_cancel(&c->sul_tick);
+	if (!c->paused || c->wsi == NULL)
+		return;
+	c->paused = 0;
+	lws_rx_flow_control(c->wsi, 1);
+}
+
+static void
+wsc_read_resume_cb(lws_sorted_usec_list_t *sul)
+{
+	struct wsc *c = lws_container_of(sul, struct wsc, sul_read);
+
+	wsc_read_resume(c);
+}
+
+/* Queues an ack for `id`; when the ring is full the oldest is dropped. */
+static void
+wsc_ack_push(struct wsc *c, const char *id)
+{
+	unsigned slot;
+
+	if (c->acks == NULL)
+		return;
+	if (c->ack_count == WSC_ACK_RING) {
+		c->ack_head = (c->ack_head + 1) % WSC_ACK_RING;
+		c->ack_count--;
+	}
+	slot = (c->ack_head + c->ack_count) % WSC_ACK_RING;
+	snprintf(c->acks[slot], WSC_ID_MAX, "%s", id);
+	c->ack_count++;
+}
+
+/* Prints a long message as {"type":..,"event_id":..,"stream_id":..,"bytes":N}. */
+static void
+wsc_print_brief(const struct wsc *c)
+{
+	static const char *const keys[] = { "type", "event_id", "stream_id" };
+	char val[WSC_ID_MAX * 2];
+	size_t k;
+
+	fputc('{', stdout);
+	for (k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+		if (wsc_json_member((const char *)c->rx, c->rx_len, keys[k], val, sizeof val) < 0)
+			val[0] = '\0';
+		printf("\"%s\":\"%s\",", keys[k], val);
+	}
+	printf("\"bytes\":%zu}", c->rx_len);
+}
+
 /* One complete message: print it and decide whether we are done. */
 static void
 wsc_message(struct wsc *c)
 {
-	char type[128];
+	char type[128], id[WSC_ID_MAX];
 
 	if (c->rx_binary || c->exit_code >= 0)
 		return; /* text frames only; nothing after the outcome */
@@ -182,19 +326,41 @@ wsc_message(struct wsc *c)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		printf("%lld ", (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
 	}
-	fwrite(c->rx, 1, c->rx_len, stdout);
+	if (c->o->brief_over > 0 && c->rx_len > (size_t)c->o->brief_over)
+		wsc_print_brief(c);
+	else
+		fwrite(c->rx, 1, c->rx_len, stdout);
 	fputc('\n', stdout);
 	fflush(stdout);
 	c->received++;
 	if (c->o->pong && wsc_json_type((const char *)c->rx, c->rx_len, type, sizeof type) == 0 &&
 	    strcmp(type, "ping") == 0)
 		c->pongs_due++;
+	if (c->o->ack_key != NULL &&
+	    wsc_json_member((const char *)c->rx, c->rx_len, c->o->ack_key, id, sizeof id) == 0 &&
+	    id[0] != '\0')
+		wsc_ack_push(c, id);
 	if (c->o->until != NULL &&
 	    wsc_json_type((const char *)c->rx, c->rx_len, type, sizeof type) == 0 &&
 	    strcmp(type, c->o->until) == 0)
 		wsc_finish(c, WSC_EXIT_OK);
+	if (!c->send_ready && c->o->send_after != NULL &&
+	    wsc_json_type((const char *)c->rx, c->rx_len, type, sizeof type) == 0 &&
+	    strcmp(type, c->o->send_after) == 0) {
+		c->send_ready = 1;
+		if (c->wsi != NULL && (c->o->nsend > 0 || c->o->send_big > 0))
+			lws_callback_on_writable(c->wsi);
+	}
 	if (c->o->count > 0 && c->received >= c->o->count)
 		wsc_finish(c, WSC_EXIT_OK);
+	if (c->exit_code >= 0)
+		return;
+	if (c->o->pause_ms > 0 && !c->pause_done) {
+		c->pause_done = 1;
+		wsc_read_pause(c, c->o->pause_ms);
+	} else if (c->o->read_delay_ms > 0) {
+		wsc_read_pause(c, c->o->read_delay_ms);
+	}
 }
 
 /* Writes one text message. Returns 0 or -1. */
@@ -232,32 +398,67 @@ wsc_write_big(struct lws *wsi, size_t len)
 }
 
 /* Writes what is due, one message per WRITEABLE callback: pongs first,
- * then the next --send, then the --send-big message. */
+ * then acks, then the next --send, then the --send-big message. */
 static int
 wsc_write_next(struct lws *wsi, struct wsc *c)
 {
 	const char *msg;
+	char ack[WSC_ID_MAX + 64];
 
 	if (c->pongs_due > 0) {
 		msg = "{\"type\":\"pong\"}";
 		if (wsc_write_text(wsi, msg, strlen(msg)) < 0)
 			return -1;
 		c->pongs_due--;
-	} else if (c->next_send < c->o->nsend) {
+	} else if (c->ack_count > 0) {
+		snprintf(ack, sizeof ack, "{\"type\":\"ack\",\"%s\":\"%s\"}", c->o->ack_key,
+			 c->acks[c->ack_head]);
+		if (wsc_write_text(wsi, ack, strlen(ack)) < 0)
+			return -1;
+		c->ack_head = (c->ack_head + 1) % WSC_ACK_RING;
+		c->ack_count--;
+	} else if (c->send_ready && c->next_send < c->o->nsend) {
 		msg = c->o->send[c->next_send];
 		if (wsc_write_text(wsi, msg, strlen(msg)) < 0)
 			return -1;
 		c->next_send++;
-	} else if (c->o->send_big > 0 && !c->big_sent) {
+	} else if (c->send_ready && c->o->send_big > 0 && !c->big_sent) {
 		if (wsc_write_big(wsi, (size_t)c->o->send_big) < 0)
 			return -1;
 		c->big_sent = 1;
 	} else {
 		return 0;
 	}
-	if (c->pongs_due > 0 || c->next_send < c->o->nsend ||
-	    (c->o->send_big > 0 && !c->big_sent))
+	if (c->pongs_due > 0 || c->ack_count > 0 ||
+	    (c->send_ready && (c->next_send < c->o->nsend || (c->o->send_big > 0 && !c->big_sent))))
 		lws_callback_on_writable(wsi);
+	return 0;
+}
+
+/* Adds every --header to the upgrade request being built at *p (len bytes
+ * left). lws wants the name with its colon. Returns 0 or -1. */
+static int
+wsc_append_headers(struct lws *wsi, const struct wsc *c, unsigned char **p, size_t len)
+{
+	unsigned char *end = *p + len;
+	char name[WSC_MAX_HEADER_NAME];
+	const char *h, *colon, *v;
+	int i;
+
+	for (i = 0; i < c->o->nheaders; i++) {
+		h = c->o->headers[i];
+		colon = strchr(h, ':');
+		if (colon == NULL || colon == h || (size_t)(colon - h) + 2 > sizeof name)
+			return -1;
+		memcpy(name, h, (size_t)(colon - h) + 1);
+		name[colon - h + 1] = '\0';
+		v = colon + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (lws_add_http_header_by_name(wsi, (const unsigned char *)name,
+						(const unsigned char *)v, (int)strlen(v), p, end))
+			return -1;
+	}
 	return 0;
 }
 
@@ -279,8 +480,24 @@ wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		c->finished = 1;
 		break;
 
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		if (wsc_append_headers(wsi, c, (unsigned char **)in, len) < 0) {
+			fprintf(stderr, "ws-client: the --header lines do not fit\n");
+			wsc_finish(c, WSC_EXIT_CONNECT);
+			return -1;
+		}
+		break;
+
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
-		if (c->o->nsend > 0 || c->o->send_big > 0)
+		c->wsi = wsi;
+		if (c->o->rcvbuf > 0) {
+			int v = (int)c->o->rcvbuf;
+
+			if (setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_RCVBUF, &v,
+				       sizeof v) < 0)
+				fprintf(stderr, "ws-client: SO_RCVBUF: %s\n", strerror(errno));
+		}
+		if (c->send_ready && (c->o->nsend > 0 || c->o->send_big > 0))
 			lws_callback_on_writable(wsi);
 		break;
 
@@ -309,7 +526,7 @@ wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		if (lws_is_final_fragment(wsi)) {
 			wsc_message(c);
-			if (c->pongs_due > 0)
+			if (c->pongs_due > 0 || c->ack_count > 0)
 				lws_callback_on_writable(wsi);
 		}
 		if (c->exit_code >= 0 && !c->closing) {
@@ -337,6 +554,7 @@ wsc_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		}
 		wsc_finish(c, WSC_EXIT_CLOSED);
 		c->finished = 1;
+		c->wsi = NULL;
 		break;
 
 	default:
@@ -357,6 +575,13 @@ wsc_timeout_cb(lws_sorted_usec_list_t *sul)
 	/* lws_service() goes back to poll() after running timers: wake it so
 	 * the loop sees `finished`. */
 	lws_cancel_service(c->ctx);
+}
+
+static void
+wsc_on_sigusr1(int sig)
+{
+	(void)sig;
+	wsc_unpause_requested = 1;
 }
 
 /* Splits "ws://host[:port][/path]" into its parts. Returns 0 or -1. */
@@ -403,7 +628,9 @@ wsc_usage(void)
 {
 	fprintf(stderr, "usage: ws-client --url ws://HOST:PORT/PATH [--send JSON]... "
 		"[--until TYPE] [--count N] [--timeout SECONDS] [--timestamps] [--pong]\n"
-		"       [--send-big BYTES]\n");
+		"       [--send-big BYTES] [--header 'Name: value']... [--ack | --ack-stream]\n"
+		"       [--pause-ms N] [--read-delay-ms N] [--brief-over BYTES] [--rcvbuf BYTES]\n"
+		"       [--send-after TYPE]\n");
 }
 
 static int
@@ -418,6 +645,14 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 		{ "timestamps", no_argument, NULL, 'S' },
 		{ "pong", no_argument, NULL, 'P' },
 		{ "send-big", required_argument, NULL, 'B' },
+		{ "header", required_argument, NULL, 'H' },
+		{ "ack", no_argument, NULL, 'a' },
+		{ "ack-stream", no_argument, NULL, 'A' },
+		{ "pause-ms", required_argument, NULL, 'p' },
+		{ "read-delay-ms", required_argument, NULL, 'd' },
+		{ "brief-over", required_argument, NULL, 'b' },
+		{ "rcvbuf", required_argument, NULL, 'R' },
+		{ "send-after", required_argument, NULL, 'W' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -426,7 +661,7 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 
 	o->timeout_s = 10;
 	for (;;) {
-		ch = getopt_long(argc, argv, "u:s:t:c:T:SPB:h", longopts, NULL);
+		ch = getopt_long(argc, argv, "u:s:t:c:T:SPB:H:aAp:d:b:R:W:h", longopts, NULL);
 		if (ch == -1)
 			break;
 		switch (ch) {
@@ -452,6 +687,43 @@ wsc_parse_args(int argc, char **argv, struct wsc_opts *o)
 		case 'B':
 			o->send_big = strtol(optarg, &endp, 10);
 			if (*endp != '\0' || o->send_big < 32 || o->send_big > (long)WSC_MAX_MESSAGE)
+				return -1;
+			break;
+		case 'H':
+			if (o->nheaders >= WSC_MAX_HEADERS || strchr(optarg, ':') == NULL) {
+				fprintf(stderr, "ws-client: at most %d --header 'Name: value'\n",
+					WSC_MAX_HEADERS);
+				return -1;
+			}
+			o->headers[o->nheaders++] = optarg;
+			break;
+		case 'W':
+			o->send_after = optarg;
+			break;
+		case 'a':
+			o->ack_key = "event_id";
+			break;
+		case 'A':
+			o->ack_key = "stream_id";
+			break;
+		case 'p':
+			o->pause_ms = strtol(optarg, &endp, 10);
+			if (*endp != '\0' || o->pause_ms < 0 || o->pause_ms > WSC_MAX_DELAY_MS)
+				return -1;
+			break;
+		case 'd':
+			o->read_delay_ms = strtol(optarg, &endp, 10);
+			if (*endp != '\0' || o->read_delay_ms < 0 || o->read_delay_ms > WSC_MAX_DELAY_MS)
+				return -1;
+			break;
+		case 'b':
+			o->brief_over = strtol(optarg, &endp, 10);
+			if (*endp != '\0' || o->brief_over < 0)
+				return -1;
+			break;
+		case 'R':
+			o->rcvbuf = strtol(optarg, &endp, 10);
+			if (*endp != '\0' || o->rcvbuf < 1 || o->rcvbuf > INT_MAX)
 				return -1;
 			break;
 		case 'c':
@@ -485,6 +757,7 @@ main(int argc, char **argv)
 	struct lws_context_creation_info info;
 	struct lws_client_connect_info ci;
 	struct lws_context *ctx = NULL;
+	struct sigaction sa;
 	char host[WSC_MAX_HOST], path[WSC_MAX_PATH];
 	int port, rc = WSC_EXIT_CONNECT;
 
@@ -502,6 +775,19 @@ main(int argc, char **argv)
 		fprintf(stderr, "ws-client: cannot use URL %s (ws://host:port/path only)\n", o.url);
 		return WSC_EXIT_CONNECT;
 	}
+	c.send_ready = o.send_after == NULL;
+	if (o.ack_key != NULL) {
+		c.acks = calloc(WSC_ACK_RING, sizeof *c.acks);
+		if (c.acks == NULL) {
+			fprintf(stderr, "ws-client: out of memory\n");
+			return WSC_EXIT_CONNECT;
+		}
+	}
+	/* No SA_RESTART: the signal interrupts poll() so the loop sees it. */
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = wsc_on_sigusr1;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
 
 	lws_set_log_level(LLL_ERR, NULL);
 	memset(&info, 0, sizeof info);
@@ -538,14 +824,22 @@ main(int argc, char **argv)
 			wsc_finish(&c, WSC_EXIT_CONNECT);
 			break;
 		}
+		if (wsc_unpause_requested) {
+			wsc_unpause_requested = 0;
+			c.pause_done = 1;
+			wsc_read_resume(&c);
+		}
 	}
 	rc = c.exit_code;
 
 out:
 	if (ctx != NULL) {
 		lws_sul_cancel(&c.sul_timeout);
+		lws_sul_cancel(&c.sul_read);
+		lws_sul_cancel(&c.sul_tick);
 		lws_context_destroy(ctx);
 	}
 	free(c.rx);
+	free(c.acks);
 	return rc;
 }
