@@ -84,6 +84,9 @@ static const struct cfg_key cfg_keys[] = {
 	L(live_activity_dismissal_s, 14400, 0, 86400),
 	S(vapid_private_key, NULL, 0, 0),
 	S(vapid_subject, NULL, 0, 0),
+	S(webpush_ca_file, NULL, 0, 0),
+	S(push_credentials_dir, NULL, 0, 0),
+	L(webpush_timeout_ms, 10000, 100, 600000),
 	L(max_body_bytes, 1048576, 1024, 67108864),
 	L(cache_ttl, 300, 1, 2592000),
 	L(max_title_chars, 500, 1, 100000),
@@ -251,7 +254,10 @@ static char *trim(char *s)
 	return s;
 }
 
-static int load_file(cg_config *cfg, const char *path, char *err, size_t errlen)
+/* Loads `path` into cfg. With `only` (a NULL-terminated list of key names),
+ * any other key is refused. */
+static int load_file(cg_config *cfg, const char *path, const char *const *only, char *err,
+		     size_t errlen)
 {
 	FILE *f;
 	char line[CFG_LINE_MAX];
@@ -294,6 +300,16 @@ static int load_file(cg_config *cfg, const char *path, char *err, size_t errlen)
 		if (!k) {
 			cg_set_err(err, errlen, "%s: unknown key \"%.64s\"", where, key);
 			goto out;
+		}
+		if (only != NULL) {
+			size_t i;
+
+			for (i = 0; only[i] != NULL && strcmp(only[i], key) != 0; i++)
+				;
+			if (only[i] == NULL) {
+				cg_set_err(err, errlen, "%s: \"%.64s\" cannot be set here", where, key);
+				goto out;
+			}
 		}
 		len = strlen(val);
 		if (len >= 2 && val[0] == '"' && val[len - 1] == '"') {
@@ -486,7 +502,8 @@ static int validate(cg_config *cfg, cg_prog prog, char *err, size_t errlen)
 	return 0;
 }
 
-int cg_config_load(cg_config *cfg, const char *path, cg_prog prog, char *err, size_t errlen)
+/* Zeroes cfg and fills in every default. Returns 0 or -1. */
+static int fill_defaults(cg_config *cfg, char *err, size_t errlen)
 {
 	size_t i;
 
@@ -499,11 +516,30 @@ int cg_config_load(cg_config *cfg, const char *path, cg_prog prog, char *err, si
 		if (set_value(cfg, &cfg_keys[i], cfg_keys[i].def, "default", err, errlen) < 0)
 			return -1;
 	}
-	if (path && load_file(cfg, path, err, errlen) < 0)
+	return 0;
+}
+
+int cg_config_load(cg_config *cfg, const char *path, cg_prog prog, char *err, size_t errlen)
+{
+	if (fill_defaults(cfg, err, errlen) < 0)
+		return -1;
+	if (path && load_file(cfg, path, NULL, err, errlen) < 0)
 		return -1;
 	if (load_env(cfg, err, errlen) < 0)
 		return -1;
 	return validate(cfg, prog, err, errlen);
+}
+
+int cg_config_load_push_credentials(cg_config *cfg, const char *path, char *err, size_t errlen)
+{
+	static const char *const push_keys[] = {
+		"apns_team_id", "apns_key_id", "apns_key_path", "apns_bundle_id", "apns_use_sandbox",
+		"vapid_private_key", "vapid_subject", NULL,
+	};
+
+	if (fill_defaults(cfg, err, errlen) < 0 || load_file(cfg, path, push_keys, err, errlen) < 0)
+		return -1;
+	return validate(cfg, CG_PROG_TEST, err, errlen);
 }
 
 const char *cg_config_default_path(void)

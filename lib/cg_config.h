@@ -61,6 +61,9 @@ typedef struct cg_config {
 	long live_activity_dismissal_s; /* LIVE_ACTIVITY_DISMISSAL_S: dismissal-date = end + this, default 14400 */
 	char *vapid_private_key;       /* VAPID_PRIVATE_KEY: base64url P-256 scalar or PEM path (capsule-admin vapid-keygen) */
 	char *vapid_subject;           /* VAPID_SUBJECT: mailto: or https: URL, required with a VAPID key */
+	char *push_credentials_dir;    /* PUSH_CREDENTIALS_DIR: <tenant>.conf files with a tenant's own APNs/VAPID credentials */
+	char *webpush_ca_file;         /* WEBPUSH_CA_FILE: CA bundle for push services (tests); default: the system's */
+	long webpush_timeout_ms;       /* WEBPUSH_TIMEOUT_MS per request, default 10000 */
 	/* REST */
 	long max_body_bytes;      /* MAX_BODY_BYTES, default 1 MiB */
 	long cache_ttl;           /* CACHE_TTL seconds for cached activities, default 300 */
@@ -101,6 +104,17 @@ int cg_config_load(cg_config *cfg, const char *path, cg_prog prog, char *err, si
 /* The config path a program uses when none is given: $CAPSULE_CONFIG if set,
  * else SYSCONFDIR/capsule-gateway.conf if that file exists, else NULL. */
 const char *cg_config_default_path(void);
+
+/* A tenant's push credentials file (push_credentials_dir/<tenant>.conf): the
+ * same syntax, but only apns_team_id, apns_key_id, apns_key_path,
+ * apns_bundle_id, apns_use_sandbox, vapid_private_key and vapid_subject may
+ * be set (any other key is an error naming file:line), nothing comes from
+ * the environment (every other field keeps its default; the push keys have
+ * none, so an unset one is NULL / false).
+ * The same checks as the main file apply (APNs keys all four or none, a
+ * VAPID key needs its subject). Returns 0, or -1 with the reason; `cfg` must
+ * be freed either way. */
+int cg_config_load_push_credentials(cg_config *cfg, const char *path, char *err, size_t errlen);
 
 /* Frees every string in `cfg` (the struct itself belongs to the caller). */
 void cg_config_free(cg_config *cfg);

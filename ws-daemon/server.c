@@ -28,6 +28,9 @@
 #define WSD_TYPE_MAX 64               /* bytes of a message "type" */
 #define WSD_CHANNEL_MAX CG_CHANNEL_MAX /* bytes of a channel name */
 #define WSD_RX_KEEP 65536             /* assembly buffer kept between messages */
+#define WSD_RX_BUFFER 1024            /* lws's receive buffer per connection: client
+                                       * messages are small; larger ones arrive in
+                                       * pieces and are assembled in rx */
 #define WSD_CLOSE_GRACE_S 5           /* a session we close is gone after this */
 #define WSD_CLOSE_LIMIT 4429          /* rate or connection limit (PROTOCOLS.md) */
 #define WSD_CONN_ID_MAX 160           /* "<instance_id>:<serial>" */
@@ -922,6 +925,11 @@ session_receive(wsd_session *s, const void *in, size_t len)
 	int rc = 0;
 
 	s->last_rx_ms = cg_monotonic_ms();
+	/* Closing: what still arrives is read and dropped, so that a client in
+	 * the middle of sending a large message gets our close frame instead of
+	 * a reset connection. */
+	if (s->close_code != 0)
+		return 0;
 	if (lws_is_first_fragment(s->wsi)) {
 		cg_buf_reset(&s->rx);
 		s->rx_binary = lws_frame_is_binary(s->wsi);
@@ -930,7 +938,9 @@ session_receive(wsd_session *s, const void *in, size_t len)
 	if (s->rx.len + len > max || remaining > max - s->rx.len - len) {
 		cg_log_warn("%s user %s: message larger than %zu bytes, closing",
 			    s->peer, session_user(s), max);
-		return session_close_now(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		cg_buf_free(&s->rx);
+		session_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		return 0;
 	}
 	if (!lws_is_final_fragment(s->wsi)) {
 		if (cg_buf_append(&s->rx, in, len) < 0)
@@ -1803,7 +1813,7 @@ wsd_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 }
 
 const struct lws_protocols wsd_protocols[] = {
-	{ "capsule-gateway", wsd_callback, sizeof(wsd_session), 0, 0, NULL, 0 },
+	{ "capsule-gateway", wsd_callback, sizeof(wsd_session), WSD_RX_BUFFER, 0, NULL, 0 },
 	WSD_LISTEN_PROTOCOL_ENTRY,
 	{ NULL, NULL, 0, 0, 0, NULL, 0 } /* terminator */
 };

@@ -265,8 +265,9 @@ static void test_required(void)
 		{ CG_PROG_CGI, "", -1, "database_url" },
 		{ CG_PROG_CGI, "database_url = postgresql:///x\n", -1, "ws_jwt_secret" },
 		{ CG_PROG_CGI, "database_url = postgresql:///x\nws_jwt_secret = 0123456789abcdef\n", 0, NULL },
-		{ CG_PROG_WSD, "", -1, "ws_jwt_secret" },
-		{ CG_PROG_WSD, "ws_jwt_secret = 0123456789abcdef\n", 0, NULL },
+		{ CG_PROG_WSD, "database_url = postgresql:///x\n", -1, "ws_jwt_secret" },
+		{ CG_PROG_WSD, "ws_jwt_secret = 0123456789abcdef\n", -1, "database_url" },
+		{ CG_PROG_WSD, "database_url = postgresql:///x\nws_jwt_secret = 0123456789abcdef\n", 0, NULL },
 		{ CG_PROG_PUSHD, "", -1, "database_url" },
 		{ CG_PROG_PUSHD, "database_url = postgresql:///x\n", 0, NULL },
 		{ CG_PROG_MIGRATE, "", -1, "database_url" },
@@ -371,6 +372,54 @@ static void test_bools(void)
 	clear_env();
 }
 
+/* A tenant's push credentials file: only push keys, no environment. */
+static void test_push_credentials(void)
+{
+	static const struct {
+		const char *conf;
+		int rc;
+		const char *named; /* in the error */
+	} cases[] = {
+		{ "", 0, NULL },
+		{ "apns_team_id = ABCDE12345\napns_key_id = KEY1234567\napns_key_path = /k.p8\n"
+		  "apns_bundle_id = com.example.app\napns_use_sandbox = true\n", 0, NULL },
+		{ "vapid_private_key = abc\nvapid_subject = mailto:ops@example.com\n", 0, NULL },
+		{ "apns_team_id = ABCDE12345\n", -1, "must be set together" },
+		{ "vapid_private_key = abc\n", -1, "vapid_subject" },
+		{ "vapid_private_key = abc\nvapid_subject = ops@example.com\n", -1, "mailto:" },
+		{ "database_url = postgresql:///x\n", -1, "cannot be set here" },
+		{ "apns_url = https://evil.example\n", -1, "cannot be set here" },
+		{ "nonsense = 1\n", -1, "unknown key" },
+	};
+	size_t i;
+
+	clear_env();
+	setenv("APNS_TEAM_ID", "ENVENV1234", 1);
+	for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		cg_config cfg;
+		char err[256] = "";
+		const char *path = write_conf(cases[i].conf);
+		int rc = cg_config_load_push_credentials(&cfg, path, err, sizeof err);
+
+		is_int(rc, cases[i].rc, "push credentials case %zu", i);
+		if (cases[i].named)
+			ok(strstr(err, cases[i].named) != NULL, "push credentials case %zu says %s: %s",
+			   i, cases[i].named, err);
+		if (i == 0)
+			ok(cfg.apns_team_id == NULL && !cg_config_apns_configured(&cfg),
+			   "the environment does not reach a tenant's credentials");
+		if (i == 1)
+			ok(cg_config_apns_configured(&cfg) && cfg.apns_use_sandbox &&
+			   strcmp(cfg.apns_bundle_id, "com.example.app") == 0,
+			   "a tenant's APNs credentials are read");
+		if (i == 2)
+			ok(cg_config_webpush_configured(&cfg), "a tenant's VAPID key is read");
+		cg_config_free(&cfg);
+		unlink(path);
+	}
+	clear_env();
+}
+
 static void test_default_path(void)
 {
 	const char *p;
@@ -398,6 +447,7 @@ int main(void)
 	test_required();
 	test_apns();
 	test_bools();
+	test_push_credentials();
 	test_default_path();
 	return done_testing();
 }
