@@ -116,6 +116,14 @@ time_t cg_now(void)
 	return time(NULL);
 }
 
+int64_t cg_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t cg_monotonic_ms(void)
 {
 	struct timespec ts;

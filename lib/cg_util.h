@@ -27,6 +27,8 @@ void cg_time_rfc3339(time_t t, char out[21]);
 
 /* Seconds since the epoch / monotonic milliseconds. */
 time_t cg_now(void);
+/* The wall clock in milliseconds since the epoch. */
+int64_t cg_now_ms(void);
 int64_t cg_monotonic_ms(void);
 
 /* base64url without padding. Encode: returns the length written (excluding

@@ -90,12 +90,7 @@ job_apikey(wsd_worker *w, wsd_job *job)
 static int
 beyond_retention(const cg_stream_pos *pos, long retention_s)
 {
-	struct timespec ts;
-	uint64_t now_ms;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000);
-	return pos->ms + (uint64_t)retention_s * 1000u < now_ms;
+	return pos->ms + (uint64_t)retention_s * 1000u < (uint64_t)cg_now_ms();
 }
 
 static void
