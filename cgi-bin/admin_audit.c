@@ -1,7 +1,8 @@
 /* admin_audit: GET /api/v1/admin/audit: the caller's tenant's audit log, newest
  * first, filtered by actor, action, outcome, target and a time range
  * (since/until, RFC 3339), paged with limit (default 50, at most 500) and
- * offset. Admin only (router table). */
+ * offset. Admin only (router table). Also the helpers every admin list
+ * shares (handlers.h): RFC 3339 query filters and the paged answer. */
 #include "config.h"
 
 #include <stdio.h>
@@ -96,7 +97,7 @@ static int rfc3339_valid(const char *s)
 	return 0;
 }
 
-static int time_filter(cg_req *req, const char *name, const char **out)
+int cg_req_query_time(cg_req *req, const char *name, const char **out)
 {
 	char msg[96];
 
@@ -113,31 +114,20 @@ static int time_filter(cg_req *req, const char *name, const char **out)
 void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call)
 {
 	const char *actor, *action, *outcome, *target, *since, *until;
-	char limbuf[24], offbuf[24];
 	const char *params[9];
-	long limit, offset;
-	PGresult *res = NULL;
-	json_object *entries = NULL, *o = NULL;
-	char err[128];
-	int rc;
 
 	if (cg_req_query_text(req, "actor", FILTER_MAX, &actor) < 0 ||
 	    cg_req_query_text(req, "action", FILTER_MAX, &action) < 0 ||
 	    cg_req_query_text(req, "outcome", FILTER_MAX, &outcome) < 0 ||
 	    cg_req_query_text(req, "target", FILTER_MAX, &target) < 0 ||
-	    time_filter(req, "since", &since) < 0 || time_filter(req, "until", &until) < 0)
-		goto out;
+	    cg_req_query_time(req, "since", &since) < 0 || cg_req_query_time(req, "until", &until) < 0)
+		return;
 	if (outcome != NULL && strcmp(outcome, "success") != 0 && strcmp(outcome, "failure") != 0 &&
 	    strcmp(outcome, "denied") != 0) {
 		cg_req_send_error(req, 422, "validation_failed",
 				  "outcome must be one of success, failure, denied", "outcome");
-		goto out;
+		return;
 	}
-	if (cg_req_query_long(req, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX, &limit) < 0 ||
-	    cg_req_query_long(req, "offset", 0, 0, OFFSET_MAX, &offset) < 0)
-		goto out;
-	snprintf(limbuf, sizeof limbuf, "%ld", limit);
-	snprintf(offbuf, sizeof offbuf, "%ld", offset);
 	params[0] = call->who->tenant;
 	params[1] = actor;
 	params[2] = action;
@@ -145,34 +135,51 @@ void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call)
 	params[4] = target;
 	params[5] = since;
 	params[6] = until;
-	params[7] = limbuf;
-	params[8] = offbuf;
+	cg_send_list_page(ctx, req, call->who->tenant, list_sql, params, 7, "entries",
+			  "list audit log");
+}
 
-	rc = cg_db_begin_tenant(ctx->db, call->who->tenant);
+void cg_send_list_page(cg_ctx *ctx, cg_req *req, const char *tenant, const char *sql,
+		       const char **params, int nfilters, const char *key, const char *what)
+{
+	PGresult *res = NULL;
+	json_object *items = NULL, *o = NULL;
+	char err[128], limbuf[24], offbuf[24];
+	long limit, offset;
+	int rc;
+
+	if (cg_req_query_long(req, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX, &limit) < 0 ||
+	    cg_req_query_long(req, "offset", 0, 0, OFFSET_MAX, &offset) < 0)
+		return;
+	snprintf(limbuf, sizeof limbuf, "%ld", limit);
+	snprintf(offbuf, sizeof offbuf, "%ld", offset);
+	params[nfilters] = limbuf;
+	params[nfilters + 1] = offbuf;
+	rc = cg_db_begin_tenant(ctx->db, tenant);
 	if (rc == CG_DB_OK) {
-		rc = cg_db_exec(ctx->db, &res, list_sql, 9, params);
+		rc = cg_db_exec(ctx->db, &res, sql, nfilters + 2, params);
 		if (rc == CG_DB_OK)
 			rc = cg_db_commit(ctx->db);
 		else
 			cg_db_rollback(ctx->db);
 	}
 	if (rc != CG_DB_OK) {
-		cg_send_db_error(ctx, req, rc, "list audit log");
+		cg_send_db_error(ctx, req, rc, what);
 		goto out;
 	}
-	entries = cg_json_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), 64, err,
-				sizeof err);
+	items = cg_json_parse(PQgetvalue(res, 0, 1), strlen(PQgetvalue(res, 0, 1)), 64, err,
+			      sizeof err);
 	o = json_object_new_object();
-	if (entries == NULL || o == NULL) {
-		cg_log_error("audit list: %s", entries == NULL ? err : "out of memory");
+	if (items == NULL || o == NULL) {
+		cg_log_error("%s: %s", what, items == NULL ? err : "out of memory");
 		cg_req_send_error(req, 500, "internal_error", "internal error", NULL);
 		goto out;
 	}
-	if (json_object_object_add(o, "entries", entries) != 0) {
+	if (json_object_object_add(o, key, items) != 0) {
 		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
 		goto out;
 	}
-	entries = NULL; /* o owns it */
+	items = NULL; /* o owns it */
 	if (cg_json_add_int64(o, "total", strtoll(PQgetvalue(res, 0, 0), NULL, 10)) != 0 ||
 	    cg_json_add_int64(o, "limit", limit) != 0 || cg_json_add_int64(o, "offset", offset) != 0) {
 		cg_req_send_error(req, 500, "internal_error", "out of memory", NULL);
@@ -182,6 +189,6 @@ void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call)
 out:
 	if (res != NULL)
 		PQclear(res);
-	json_object_put(entries);
+	json_object_put(items);
 	json_object_put(o);
 }

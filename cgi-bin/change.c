@@ -125,6 +125,25 @@ const char *cg_change_commit_json(cg_ctx *ctx, cg_req *req, cg_call *call, cg_ch
 	return resp_text;
 }
 
+int cg_change_finish_upsert(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch,
+			    json_object *obj, const char *key, const char *id_key, int created)
+{
+	int status = created ? 201 : 200;
+	json_object *resp;
+	const char *text;
+	int rc = -1;
+
+	cg_call_set_target(call, json_object_get_string(json_object_object_get(obj, id_key)));
+	resp = cg_answer_wrap(obj, key, 1);
+	text = cg_change_commit_json(ctx, req, call, ch, status, resp);
+	if (text != NULL) {
+		cg_req_send_text(req, status, text, strlen(text));
+		rc = 0;
+	}
+	json_object_put(resp);
+	return rc;
+}
+
 void cg_change_abort(cg_ctx *ctx, cg_change *ch)
 {
 	if (ch->open)

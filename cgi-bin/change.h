@@ -51,6 +51,14 @@ int cg_change_commit(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch, int
 const char *cg_change_commit_json(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch,
 				  int status, json_object *resp);
 
+/* Ends a create-or-refresh change whose effect produced `obj` (borrowed):
+ * sets the audit target to obj's string member `id_key`, commits with 201
+ * (created) or 200 and the answer {"success": true, key: obj}, and sends
+ * that answer. Returns 0 (answered with success; after-commit work may
+ * follow), or -1 after answering an error as cg_change_commit_json() does. */
+int cg_change_finish_upsert(cg_ctx *ctx, cg_req *req, cg_call *call, cg_change *ch,
+			    json_object *obj, const char *key, const char *id_key, int created);
+
 /* The effect failed: rolls back (the Idempotency-Key is free again). */
 void cg_change_abort(cg_ctx *ctx, cg_change *ch);
 

@@ -44,13 +44,13 @@ static void send_device_error(cg_ctx *ctx, cg_req *req, int rc, const char *what
 void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call)
 {
 	const cg_principal *who = call->who;
-	json_object *body = NULL, *device = NULL, *resp = NULL;
-	const char *text, *resp_text;
+	json_object *body = NULL, *device = NULL;
 	cg_device_reg reg;
 	cg_field_error fe;
+	const char *text;
 	cg_change ch;
 	size_t len;
-	int created = 0, status, rc;
+	int created = 0, rc;
 
 	memset(&ch, 0, sizeof ch);
 	body = cg_req_json_body(req, BODY_JSON_DEPTH, &text, &len);
@@ -69,18 +69,12 @@ void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call)
 		send_device_error(ctx, req, rc, "register device");
 		goto out;
 	}
-	cg_call_set_target(call, json_object_get_string(json_object_object_get(device, "device_id")));
-	status = created ? 201 : 200;
-	resp = cg_answer_wrap(device, "device", 1);
-	resp_text = cg_change_commit_json(ctx, req, call, &ch, status, resp);
-	if (resp_text == NULL)
+	if (cg_change_finish_upsert(ctx, req, call, &ch, device, "device", "device_id", created) != 0)
 		goto out; /* answered */
 	cg_log_info("device %s %s (%s) for %s", call->target, created ? "registered" : "refreshed",
 		    reg.platform, who->subject);
-	cg_req_send_text(req, status, resp_text, strlen(resp_text));
 out:
 	cg_change_free(ctx, &ch);
-	json_object_put(resp);
 	json_object_put(device);
 	json_object_put(body);
 }

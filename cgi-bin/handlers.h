@@ -111,6 +111,27 @@ void cg_handle_ws_token(cg_ctx *ctx, cg_req *req, cg_call *call);
 /* admin_audit.c */
 void cg_handle_admin_audit(cg_ctx *ctx, cg_req *req, cg_call *call);
 
+/* Query parameter `name` as a strict RFC 3339 date-time (checked here, so
+ * that PostgreSQL never reads "now" or "2025-02-30"): 0 with *out (NULL
+ * when absent), or -1 after answering as cg_req_query_text() does or 422
+ * "validation_failed" naming `name`. (admin_audit.c) */
+int cg_req_query_time(cg_req *req, const char *name, const char **out);
+
+/* The paged answer of an admin list: reads the query's limit (default 50,
+ * 1..500) and offset (0..100000000; 422 naming the field otherwise), puts
+ * them in params[nfilters] and params[nfilters + 1] (params has room for
+ * both; they are $nfilters+1 and $nfilters+2 of `sql`), runs `sql` (one
+ * row: the total, then a JSON array text of the page) in a transaction of
+ * `tenant` and answers 200 {key: [...], "total": n, "limit": l,
+ * "offset": o}, or the database error (`what` names it in the log).
+ * (admin_audit.c) */
+void cg_send_list_page(cg_ctx *ctx, cg_req *req, const char *tenant, const char *sql,
+		       const char **params, int nfilters, const char *key, const char *what);
+
+/* admin_deliveries.c */
+void cg_handle_admin_deliveries(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_admin_delivery_retry(cg_ctx *ctx, cg_req *req, cg_call *call);
+
 /* admin_connections.c */
 void cg_handle_admin_connections(cg_ctx *ctx, cg_req *req, cg_call *call);
 
@@ -119,6 +140,12 @@ void cg_handle_device_register(cg_ctx *ctx, cg_req *req, cg_call *call);
 void cg_handle_device_list(cg_ctx *ctx, cg_req *req, cg_call *call);
 void cg_handle_device_delete(cg_ctx *ctx, cg_req *req, cg_call *call);
 void cg_handle_device_push_to_start(cg_ctx *ctx, cg_req *req, cg_call *call);
+
+/* push_subscriptions.c */
+void cg_handle_push_subscribe(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_push_unsubscribe(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_push_subscriptions(cg_ctx *ctx, cg_req *req, cg_call *call);
+void cg_handle_push_vapid_public_key(cg_ctx *ctx, cg_req *req, cg_call *call);
 
 /* live_activity.c */
 void cg_handle_live_activity_token(cg_ctx *ctx, cg_req *req, cg_call *call);

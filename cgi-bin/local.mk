@@ -9,6 +9,7 @@ cgi_bin_capsule_gateway_fcgi_SOURCES = \
 	cgi-bin/activity.c \
 	cgi-bin/admin_audit.c \
 	cgi-bin/admin_connections.c \
+	cgi-bin/admin_deliveries.c \
 	cgi-bin/audit.c cgi-bin/audit.h \
 	cgi-bin/auth.c cgi-bin/auth.h \
 	cgi-bin/change.c cgi-bin/change.h \
@@ -19,6 +20,7 @@ cgi_bin_capsule_gateway_fcgi_SOURCES = \
 	cgi-bin/history.c \
 	cgi-bin/idempotency.c cgi-bin/idempotency.h \
 	cgi-bin/live_activity.c \
+	cgi-bin/push_subscriptions.c \
 	cgi-bin/ratelimit.c cgi-bin/ratelimit.h \
 	cgi-bin/runtime_stats.c cgi-bin/runtime_stats.h \
 	cgi-bin/ws_token.c

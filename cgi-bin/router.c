@@ -35,6 +35,9 @@ static const cg_route routes[] = {
 	  cg_handle_activity_history },
 	{ "GET", "/api/v1/admin/audit", CG_ROLE_ADMIN, NULL, cg_handle_admin_audit },
 	{ "GET", "/api/v1/admin/connections", CG_ROLE_ADMIN, NULL, cg_handle_admin_connections },
+	{ "GET", "/api/v1/admin/deliveries", CG_ROLE_ADMIN, NULL, cg_handle_admin_deliveries },
+	{ "POST", "/api/v1/admin/deliveries/{delivery_id}/retry", CG_ROLE_ADMIN, "delivery.retry",
+	  cg_handle_admin_delivery_retry },
 	{ "POST", "/api/v1/events", CG_ROLE_PUBLISHER, "event.publish", cg_handle_event_publish },
 	/* devices: each caller registers, sees and deletes only its own */
 	{ "POST", "/api/v1/devices", CG_ROLE_VIEWER, "device.register", cg_handle_device_register },
@@ -43,6 +46,16 @@ static const cg_route routes[] = {
 	  cg_handle_device_delete },
 	{ "PUT", "/api/v1/devices/{device_id}/push-to-start-token", CG_ROLE_VIEWER,
 	  "device.push_to_start", cg_handle_device_push_to_start },
+	/* Web Push subscriptions: each caller manages only its own */
+	{ "POST", "/api/v1/push/subscribe", CG_ROLE_VIEWER, "push.subscribe", cg_handle_push_subscribe },
+	{ "DELETE", "/api/v1/push/subscribe", CG_ROLE_VIEWER, "push.unsubscribe",
+	  cg_handle_push_unsubscribe },
+	/* the same, for clients that can only POST (keepalive fetch of a closing page) */
+	{ "POST", "/api/v1/push/unsubscribe", CG_ROLE_VIEWER, "push.unsubscribe",
+	  cg_handle_push_unsubscribe },
+	{ "GET", "/api/v1/push/subscriptions", CG_ROLE_VIEWER, NULL, cg_handle_push_subscriptions },
+	{ "GET", "/api/v1/push/vapid-public-key", CG_ROLE_VIEWER, NULL,
+	  cg_handle_push_vapid_public_key },
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])

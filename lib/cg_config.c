@@ -82,10 +82,13 @@ static const struct cfg_key cfg_keys[] = {
 	B(push_to_start_critical, "false"),
 	L(live_activity_stale_s, 3600, 60, 86400),
 	L(live_activity_dismissal_s, 14400, 0, 86400),
+	S(live_activity_attributes_type, "CapsuleActivityAttributes", 0, CFG_NONEMPTY),
 	S(vapid_private_key, NULL, 0, 0),
 	S(vapid_subject, NULL, 0, 0),
 	S(webpush_ca_file, NULL, 0, 0),
 	S(push_credentials_dir, NULL, 0, 0),
+	L(push_retry_recover_s, 60, 1, 86400),
+	L(push_claim_idle_s, 600, 1, 86400),
 	L(webpush_timeout_ms, 10000, 100, 600000),
 	L(max_body_bytes, 1048576, 1024, 67108864),
 	L(cache_ttl, 300, 1, 2592000),
@@ -534,7 +537,7 @@ int cg_config_load_push_credentials(cg_config *cfg, const char *path, char *err,
 {
 	static const char *const push_keys[] = {
 		"apns_team_id", "apns_key_id", "apns_key_path", "apns_bundle_id", "apns_use_sandbox",
-		"vapid_private_key", "vapid_subject", NULL,
+		"apns_url", "vapid_private_key", "vapid_subject", NULL,
 	};
 
 	if (fill_defaults(cfg, err, errlen) < 0 || load_file(cfg, path, push_keys, err, errlen) < 0)

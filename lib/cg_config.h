@@ -59,8 +59,11 @@ typedef struct cg_config {
 	int push_to_start_critical;    /* PUSH_TO_START_CRITICAL: start a Live Activity on new critical activities, default false */
 	long live_activity_stale_s;    /* LIVE_ACTIVITY_STALE_S: stale-date = now + this, default 3600 */
 	long live_activity_dismissal_s; /* LIVE_ACTIVITY_DISMISSAL_S: dismissal-date = end + this, default 14400 */
+	char *live_activity_attributes_type; /* LIVE_ACTIVITY_ATTRIBUTES_TYPE: Swift ActivityAttributes type of push-to-start, default "CapsuleActivityAttributes" */
 	char *vapid_private_key;       /* VAPID_PRIVATE_KEY: base64url P-256 scalar or PEM path (capsule-admin vapid-keygen) */
 	char *vapid_subject;           /* VAPID_SUBJECT: mailto: or https: URL, required with a VAPID key */
+	long push_retry_recover_s;     /* PUSH_RETRY_RECOVER_S: a delayed retry overdue this long (its Redis entry lost) is taken from PostgreSQL, default 60 */
+	long push_claim_idle_s;        /* PUSH_CLAIM_IDLE_S: another daemon's stream entry pending this long is taken over, default 600 */
 	char *push_credentials_dir;    /* PUSH_CREDENTIALS_DIR: <tenant>.conf files with a tenant's own APNs/VAPID credentials */
 	char *webpush_ca_file;         /* WEBPUSH_CA_FILE: CA bundle for push services (tests); default: the system's */
 	long webpush_timeout_ms;       /* WEBPUSH_TIMEOUT_MS per request, default 10000 */
@@ -107,7 +110,7 @@ const char *cg_config_default_path(void);
 
 /* A tenant's push credentials file (push_credentials_dir/<tenant>.conf): the
  * same syntax, but only apns_team_id, apns_key_id, apns_key_path,
- * apns_bundle_id, apns_use_sandbox, vapid_private_key and vapid_subject may
+ * apns_bundle_id, apns_use_sandbox, apns_url, vapid_private_key and vapid_subject may
  * be set (any other key is an error naming file:line), nothing comes from
  * the environment (every other field keeps its default; the push keys have
  * none, so an unset one is NULL / false).

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cg_json.h"
@@ -412,4 +413,124 @@ int cg_json_add_int64(json_object *obj, const char *key, long long val)
 		return -1;
 	}
 	return 0;
+}
+
+size_t cg_utf8_floor(const char *s, size_t len, size_t n)
+{
+	if (n >= len)
+		return len;
+	while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+		n--;
+	return n;
+}
+
+#define FIT_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+#define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
+#define ELLIPSIS_LEN 3
+
+/* Compact size of `root`, or (size_t)-1 when it cannot be serialised. */
+static size_t compact_len(json_object *root)
+{
+	size_t len = 0;
+
+	if (json_object_to_json_string_length(root, FIT_FLAGS, &len) == NULL)
+		return (size_t)-1;
+	return len;
+}
+
+/* Sets every slot to s[0..n) + "…", or removes the keys when `drop`.
+ * An existing key keeps its place, so the document's order is stable.
+ * Returns 0 or -1. */
+static int fit_set(const cg_json_slot *slots, size_t nslots, const char *s, size_t n, int drop)
+{
+	char *tmp = NULL;
+	size_t i;
+	int rc = -1;
+
+	if (!drop) {
+		tmp = malloc(n + ELLIPSIS_LEN + 1);
+		if (!tmp)
+			return -1;
+		memcpy(tmp, s, n);
+		memcpy(tmp + n, ELLIPSIS, ELLIPSIS_LEN);
+	}
+	for (i = 0; i < nslots; i++) {
+		json_object *v;
+
+		if (drop) {
+			json_object_object_del(slots[i].obj, slots[i].key);
+			continue;
+		}
+		v = json_object_new_string_len(tmp, (int)(n + ELLIPSIS_LEN));
+		if (!v)
+			goto out;
+		if (json_object_object_add(slots[i].obj, slots[i].key, v) != 0) {
+			json_object_put(v);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(tmp);
+	return rc;
+}
+
+int cg_json_fit_text(json_object *root, size_t max, const cg_json_slot *slots, size_t nslots,
+		     const char *s, size_t n)
+{
+	size_t lo = 0, hi = n < max ? n : max, best = 0, sz;
+	int found = 0;
+
+	sz = compact_len(root);
+	if (sz == (size_t)-1)
+		return -1;
+	if (sz <= max)
+		return 0;
+	if (n == 0)
+		lo = 1; /* nothing to cut: skip the search, drop the keys */
+	/* Binary search on the cut: cg_utf8_floor is monotonic, so is the size. */
+	while (lo <= hi) {
+		size_t mid = lo + (hi - lo) / 2, cut = cg_utf8_floor(s, n, mid);
+
+		if (fit_set(slots, nslots, s, cut, 0) < 0)
+			return -1;
+		sz = compact_len(root);
+		if (sz == (size_t)-1)
+			return -1;
+		if (sz <= max) {
+			best = cut;
+			found = 1;
+			lo = mid + 1;
+		} else {
+			if (mid == 0)
+				break;
+			hi = mid - 1;
+		}
+	}
+	if (found)
+		return fit_set(slots, nslots, s, best, 0);
+	if (fit_set(slots, nslots, s, 0, 1) < 0)
+		return -1;
+	sz = compact_len(root);
+	if (sz == (size_t)-1)
+		return -1;
+	return sz <= max ? 0 : 1;
+}
+
+char *cg_json_compact_dup(json_object *obj, size_t max, size_t *len)
+{
+	const char *text;
+	size_t n = 0;
+	char *out;
+
+	*len = 0;
+	text = json_object_to_json_string_length(obj, FIT_FLAGS, &n);
+	if (!text || n > max)
+		return NULL;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	memcpy(out, text, n + 1);
+	*len = n;
+	return out;
 }

@@ -47,4 +47,30 @@ int cg_json_add_int64(json_object *obj, const char *key, long long val);
 /* 1 when the `len` bytes are valid UTF-8 (no overlongs, no surrogates). */
 int cg_utf8_valid(const char *s, size_t len);
 
+/* Largest m <= n (n <= len) such that s[0..m) does not end inside a UTF-8
+ * sequence: where a text may be cut. */
+size_t cg_utf8_floor(const char *s, size_t len, size_t n);
+
+/* Where one text goes: member `key` of object `obj`, somewhere inside the
+ * document being fitted. */
+typedef struct cg_json_slot {
+	json_object *obj;
+	const char *key;
+} cg_json_slot;
+
+/* Makes document `root` fit in `max` bytes of cg_json_compact() text by
+ * cutting the text s[0..n) shown in `nslots` slots (the same text in each,
+ * e.g. a message in two places of a payload). When root already fits,
+ * nothing changes. Else every slot gets the longest prefix of s that does not
+ * split a UTF-8 sequence, plus "\u2026" (as UTF-8), with which root fits;
+ * when even a bare ellipsis does not fit, the slots' keys are removed.
+ * Returns 0 when root fits now, 1 when it still does not (keys removed:
+ * cut another text next), -1 when memory runs out. */
+int cg_json_fit_text(json_object *root, size_t max, const cg_json_slot *slots, size_t nslots,
+		     const char *s, size_t n);
+
+/* A malloc'ed NUL-terminated copy of cg_json_compact(obj) with its length in
+ * *len, or NULL when it is longer than `max` bytes or memory runs out. */
+char *cg_json_compact_dup(json_object *obj, size_t max, size_t *len);
+
 #endif

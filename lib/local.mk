@@ -12,6 +12,7 @@ lib_libcapsule_la_SOURCES = \
 	lib/cg_json.c lib/cg_json.h \
 	lib/cg_jwt.c lib/cg_jwt.h \
 	lib/cg_log.c lib/cg_log.h \
+	lib/cg_pushsub.c lib/cg_pushsub.h \
 	lib/cg_query.c lib/cg_query.h \
 	lib/cg_redis.c lib/cg_redis.h \
 	lib/cg_state.c lib/cg_state.h \

@@ -14,8 +14,11 @@
 
 #include "apns.h"
 #include "apns_payload.h"
+#include "creds.h"
 #include "cg_log.h"
 #include "cg_util.h"
+#include "webpush.h"
+#include "webpush_payload.h"
 
 #define APNS_HOST_PRODUCTION "https://api.push.apple.com"
 #define APNS_HOST_SANDBOX "https://api.sandbox.push.apple.com"
@@ -28,13 +31,11 @@ struct apns_sender {
 	pushd *pd;
 	const cg_config *cfg;
 	CURLM *multi;
-	cg_es256_key *key;
-	char *base;               /* "https://host[:port]" without a trailing slash */
-	int prior_knowledge;      /* h2c: http:// URL (tests) */
+	pushd_creds *creds;       /* each tenant's keys and provider tokens (borrowed) */
+	int have_apns;            /* some tenant (or the global config) has an APNs key */
+	webpush_ctx *wp;          /* NULL when no tenant has a VAPID key */
+	int prior_knowledge;      /* h2c: apns_url is http:// (tests) */
 	int no_reuse;             /* one connection per push (see apns_sender_new) */
-	char *jwt;                /* current provider token (malloc'ed) */
-	time_t jwt_iat;           /* its iat (wall clock) */
-	int64_t jwt_minted_ms;    /* monotonic time it was minted */
 	int inflight;             /* transfers in the multi handle */
 	pushd_job *retry_head;    /* waiting retries, sorted by retry_at_ms */
 	uint64_t rng;             /* xorshift state for jitter */
@@ -49,6 +50,7 @@ typedef struct apns_xfer {
 	char *url;
 	cg_buf resp;
 	char errbuf[CURL_ERROR_SIZE];
+	webpush_req wp;           /* Web Push jobs: body, headers, Retry-After */
 } apns_xfer;
 
 static uint64_t rng_next(apns_sender *s)
@@ -63,35 +65,37 @@ static uint64_t rng_next(apns_sender *s)
 }
 
 /* Mints a provider token {"alg":"ES256","kid":KEYID}.{"iss":TEAMID,"iat":now}
- * (no "typ", PUSH.md A2). Returns 0 or -1 (the old token is kept). */
-static int mint_token(apns_sender *s)
+ * (no "typ", PUSH.md A2) for the credentials `a`. Returns 0 or -1 (the old
+ * token is kept). */
+static int mint_token(apns_sender *s, pushd_apns_creds *a)
 {
 	json_object *hdr = json_object_new_object(), *claims = json_object_new_object();
 	time_t now = cg_now();
 	char *jwt = NULL;
 	int rc = -1;
 
+	(void)s;
 	if (hdr == NULL || claims == NULL)
 		goto out;
 	json_object_object_add(hdr, "alg", json_object_new_string("ES256"));
-	json_object_object_add(hdr, "kid", json_object_new_string(s->cfg->apns_key_id));
-	json_object_object_add(claims, "iss", json_object_new_string(s->cfg->apns_team_id));
+	json_object_object_add(hdr, "kid", json_object_new_string(a->key_id));
+	json_object_object_add(claims, "iss", json_object_new_string(a->team_id));
 	json_object_object_add(claims, "iat", json_object_new_int64((int64_t)now));
-	if (cg_es256_sign_jws(s->key,
+	if (cg_es256_sign_jws(a->key,
 			      json_object_to_json_string_ext(hdr, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
 			      json_object_to_json_string_ext(claims, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
 			      &jwt) < 0)
 		goto out;
-	free(s->jwt);
-	s->jwt = jwt;
-	s->jwt_iat = now;
-	s->jwt_minted_ms = cg_monotonic_ms();
+	free(a->jwt);
+	a->jwt = jwt;
+	a->jwt_iat = now;
+	a->jwt_minted_ms = cg_monotonic_ms();
 	rc = 0;
-	cg_log_info("apns: minted a provider token (kid %s, iat %lld)", s->cfg->apns_key_id,
-		    (long long)now);
+	cg_log_info("apns: minted a provider token (kid %s, team %s%s%s, iat %lld)", a->key_id,
+		    a->team_id, a->owner[0] != '\0' ? ", tenant " : "", a->owner, (long long)now);
 out:
 	if (rc < 0)
-		cg_log_error("apns: cannot sign a provider token with %s", s->cfg->apns_key_path);
+		cg_log_error("apns: cannot sign a provider token with %s", a->key_path);
 	json_object_put(hdr);
 	json_object_put(claims);
 	return rc;
@@ -105,46 +109,35 @@ static void set_state(apns_sender *s, pushd_apns_state st)
 		cg_log_info("apns: state %s", pushd_apns_state_name((int)st));
 }
 
-apns_sender *apns_sender_new(pushd *pd, cg_es256_key *key, char *err, size_t errlen)
+apns_sender *apns_sender_new(pushd *pd, char *err, size_t errlen)
 {
 	apns_sender *s = calloc(1, sizeof *s);
 	const cg_config *cfg = &pd->cfg;
-	const char *base;
-	size_t n;
+	const char *url = cfg->apns_url;
+	size_t i;
 
 	if (s == NULL) {
 		snprintf(err, errlen, "out of memory");
-		cg_es256_key_free(key);
 		return NULL;
 	}
 	s->pd = pd;
 	s->cfg = cfg;
-	s->key = key;
+	s->creds = pd->creds;
+	s->have_apns = pushd_creds_any_apns(pd->creds);
 	atomic_init(&s->finished, 0);
 	s->rng = (uint64_t)cg_monotonic_ms() * 2654435761u ^ (uint64_t)getpid() ^ (uint64_t)time(NULL) << 20;
 	if (s->rng == 0)
 		s->rng = 88172645463325252ULL;
-	if (cfg->apns_url != NULL && cfg->apns_url[0] != '\0')
-		base = cfg->apns_url;
-	else
-		base = cfg->apns_use_sandbox ? APNS_HOST_SANDBOX : APNS_HOST_PRODUCTION;
-	if (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0) {
+	if (url != NULL && url[0] != '\0' && strncmp(url, "https://", 8) != 0 &&
+	    strncmp(url, "http://", 7) != 0) {
 		snprintf(err, errlen, "apns_url: must start with https:// or http://");
 		goto fail;
 	}
-	s->prior_knowledge = strncmp(base, "http://", 7) == 0;
+	s->prior_knowledge = url != NULL && strncmp(url, "http://", 7) == 0;
 	/* libcurl before 8.0.0 breaks a prior-knowledge (h2c) connection when it
 	 * reuses it ("Error in the HTTP2 framing layer", curl#10634): there,
 	 * h2c pushes get a connection each. h2c is for tests; https is fine. */
 	s->no_reuse = s->prior_knowledge && curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
-	s->base = strdup(base);
-	if (s->base == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
-	}
-	n = strlen(s->base);
-	while (n > 0 && s->base[n - 1] == '/')
-		s->base[--n] = '\0';
 	s->multi = curl_multi_init();
 	if (s->multi == NULL) {
 		snprintf(err, errlen, "curl_multi_init failed");
@@ -153,11 +146,22 @@ apns_sender *apns_sender_new(pushd *pd, cg_es256_key *key, char *err, size_t err
 	curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, cfg->apns_max_connections);
 	curl_multi_setopt(s->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)APNS_STREAMS_WANTED);
-	if (mint_token(s) < 0) {
-		snprintf(err, errlen, "apns_key_path: cannot sign a provider token with %s", cfg->apns_key_path);
-		goto fail;
+	for (i = 0; i < pushd_creds_apns_count(pd->creds); i++) {
+		pushd_apns_creds *a = pushd_creds_apns_at(pd->creds, i);
+
+		if (mint_token(s, a) < 0) {
+			snprintf(err, errlen, "%s: cannot sign a provider token with %s",
+				 a->owner[0] != '\0' ? a->owner : "apns_key_path", a->key_path);
+			goto fail;
+		}
 	}
-	atomic_store(&pd->apns_state, PUSHD_APNS_CONNECTED);
+	if (pushd_creds_any_vapid(pd->creds)) {
+		s->wp = webpush_ctx_new(cfg, pd->creds, err, errlen);
+		if (s->wp == NULL)
+			goto fail;
+	}
+	if (s->have_apns)
+		atomic_store(&pd->apns_state, PUSHD_APNS_CONNECTED);
 	return s;
 fail:
 	apns_sender_free(s);
@@ -170,9 +174,7 @@ void apns_sender_free(apns_sender *s)
 		return;
 	if (s->multi != NULL)
 		curl_multi_cleanup(s->multi);
-	cg_es256_key_free(s->key);
-	free(s->base);
-	free(s->jwt);
+	webpush_ctx_free(s->wp);
 	free(s);
 }
 
@@ -198,17 +200,64 @@ static void hand_back(apns_sender *s, pushd_job *job, pushd_outcome outcome)
 	}
 }
 
+/* Tells the worker how a job that will be retried stands (attempts, last
+ * status and reason), so its deliveries row shows it while it waits: a
+ * progress copy (PUSHD_RETRYING) on the result queue. Best effort: skipped
+ * when memory runs short or the queue is half full (final results first). */
+static void report_progress(apns_sender *s, const pushd_job *job)
+{
+	pushd_job *note;
+
+	if (pushd_queue_len(s->pd->results) >= PUSHD_QUEUE_CAP / 2)
+		return;
+	note = calloc(1, sizeof *note);
+	if (note == NULL)
+		return;
+	note->ev = job->ev;
+	memcpy(note->apns_id, job->apns_id, sizeof note->apns_id);
+	note->delivery_id = job->delivery_id;
+	note->device_id = job->device_id;
+	note->attempts_before = job->attempts_before;
+	note->attempts = job->attempts;
+	note->status = job->status;
+	memcpy(note->reason, job->reason, sizeof note->reason);
+	note->timestamp_ms = -1;
+	note->outcome = PUSHD_RETRYING;
+	if (pushd_queue_push(s->pd->results, note) < 0)
+		free(note);
+}
+
+/* What a job goes to, for logs: "device <first 16 characters>…", or a Web
+ * Push subscription's id and endpoint label. */
+static const char *job_label(const pushd_job *job, char *buf, size_t n)
+{
+	char ep[WEBPUSH_LABEL_MAX];
+
+	if (job->kind == PUSHD_KIND_WEBPUSH) {
+		webpush_endpoint_label(job->endpoint, ep, sizeof ep);
+		snprintf(buf, n, "subscription %lld (%s)", job->subscription_id, ep);
+	} else {
+		snprintf(buf, n, "device %.16s…", job->device_token != NULL ? job->device_token : "");
+	}
+	return buf;
+}
+
 /* Puts `job` on the retry list (sorted by time) after the back-off for its
  * attempt count, or hands it back as failed when attempts are used up.
  * delay_ms < 0: exponential back-off with jitter. */
 static void schedule_retry(apns_sender *s, pushd_job *job, long delay_ms)
 {
 	pushd_job **pp;
+	char label[WEBPUSH_LABEL_MAX + 64];
+	const char *who = job->kind == PUSHD_KIND_WEBPUSH ? "webpush" : "apns";
+	/* Attempts count across runs (the delayed queue makes each a run),
+	 * from where an admin retry started. */
+	int attempts = job->attempts_before - job->attempt_base + job->attempts;
 
-	if (job->attempts >= APNS_MAX_ATTEMPTS) {
-		cg_log_error("apns: push to device %.16s… failed after %d attempts (last: %ld %s)",
-			     job->device_token, job->attempts, job->status,
-			     job->reason[0] ? job->reason : "transport error");
+	if (attempts >= APNS_MAX_ATTEMPTS) {
+		cg_log_error("%s: push to %s failed after %d attempts (last: %ld %s)", who,
+			     job_label(job, label, sizeof label), attempts, job->status,
+			     job->reason[0] ? job->reason : job->status > 0 ? "" : "transport error");
 		hand_back(s, job, PUSHD_FAILED);
 		return;
 	}
@@ -216,16 +265,26 @@ static void schedule_retry(apns_sender *s, pushd_job *job, long delay_ms)
 		long d = APNS_RETRY_BASE_MS;
 		int i;
 
-		for (i = 1; i < job->attempts && d < APNS_RETRY_CAP_MS; i++)
+		for (i = 1; i < attempts && d < APNS_RETRY_CAP_MS; i++)
 			d *= 2;
 		if (d > APNS_RETRY_CAP_MS)
 			d = APNS_RETRY_CAP_MS;
 		/* "equal jitter": between half and all of the delay */
 		delay_ms = d / 2 + (long)(rng_next(s) % (uint64_t)(d / 2 + 1));
 	}
+	cg_log_info("%s: retrying %s in %ld ms (attempt %d of %d)", who,
+		    job_label(job, label, sizeof label), delay_ms, attempts + 1, APNS_MAX_ATTEMPTS);
+	if (delay_ms > 0) {
+		/* A real wait: on the delayed queue in Redis (the worker parks
+		 * it), where any daemon picks it up when it is due, rather than
+		 * in this process's memory. */
+		job->retry_due_ms = (long long)cg_now_ms() + delay_ms;
+		hand_back(s, job, PUSHD_DEFERRED);
+		return;
+	}
 	job->retry_at_ms = cg_monotonic_ms() + delay_ms;
-	cg_log_info("apns: retrying device %.16s… in %ld ms (attempt %d of %d)", job->device_token,
-		    delay_ms, job->attempts + 1, APNS_MAX_ATTEMPTS);
+	if (job->attempts > 0)
+		report_progress(s, job);
 	pp = &s->retry_head;
 	while (*pp != NULL && (*pp)->retry_at_ms <= job->retry_at_ms)
 		pp = &(*pp)->next;
@@ -252,6 +311,7 @@ static void xfer_free(apns_xfer *x)
 	curl_slist_free_all(x->headers);
 	free(x->url);
 	cg_buf_free(&x->resp);
+	webpush_req_free(&x->wp);
 	free(x);
 }
 
@@ -291,19 +351,235 @@ static int token_is_hex(const char *t)
 	return n > 0;
 }
 
+/* The short reason of a push service's error body: Apple's "reason" or
+ * autopush's "error" string, "" when the body has neither. */
+static void webpush_reason(const cg_buf *resp, char *out, size_t outlen)
+{
+	json_object *o, *r = NULL;
+
+	out[0] = '\0';
+	if (resp->len == 0 || resp->len >= APNS_RESPONSE_MAX)
+		return;
+	o = json_tokener_parse(resp->data);
+	if (o != NULL && json_object_is_type(o, json_type_object) &&
+	    ((json_object_object_get_ex(o, "reason", &r) && json_object_is_type(r, json_type_string)) ||
+	     (json_object_object_get_ex(o, "error", &r) && json_object_is_type(r, json_type_string))))
+		snprintf(out, outlen, "%s", json_object_get_string(r));
+	json_object_put(o);
+}
+
+/* Starts the Web Push transfer of `job` (PUSH.md B1). A subscription whose
+ * keys or endpoint do not parse can never work: it is handed back to be
+ * deleted, with no attempt counted. */
+static void start_webpush(apns_sender *s, pushd_job *job)
+{
+	char label[WEBPUSH_LABEL_MAX + 64], why[64];
+	apns_xfer *x = NULL;
+	CURLMcode mc;
+	int rc;
+
+	cg_log_set_context(job->ev->event_id);
+	job_label(job, label, sizeof label);
+	if (s->wp == NULL) { /* the worker makes no such job then */
+		snprintf(job->reason, sizeof job->reason, "Web Push not configured");
+		hand_back(s, job, PUSHD_FAILED);
+		goto out;
+	}
+	job->attempts++;
+	job->status = 0;
+	job->reason[0] = '\0';
+	job->retry_after_s = 0;
+	x = calloc(1, sizeof *x);
+	if (x == NULL)
+		goto retry;
+	x->job = job;
+	cg_buf_init(&x->resp, APNS_RESPONSE_MAX);
+	x->easy = curl_easy_init();
+	if (x->easy == NULL)
+		goto retry;
+	rc = webpush_req_setup(s->wp, job, x->easy, &x->wp, why, sizeof why);
+	if (rc == WEBPUSH_SETUP_DEAD) {
+		cg_log_warn("webpush: %s: %s; deleting the subscription", label, why);
+		job->attempts--;
+		snprintf(job->reason, sizeof job->reason, "%s", why);
+		xfer_free(x);
+		hand_back(s, job, PUSHD_DEACTIVATE);
+		goto out;
+	}
+	if (rc == WEBPUSH_SETUP_NOKEY) {
+		cg_log_error("webpush: %s: %s; dropped", label, why);
+		job->attempts--;
+		snprintf(job->reason, sizeof job->reason, "%s", why);
+		xfer_free(x);
+		hand_back(s, job, PUSHD_FAILED);
+		goto out;
+	}
+	if (rc < 0)
+		goto retry;
+	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(x->easy, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(x->easy, CURLOPT_PRIVATE, x);
+	mc = curl_multi_add_handle(s->multi, x->easy);
+	if (mc != CURLM_OK) {
+		cg_log_error("webpush: curl_multi_add_handle: %s", curl_multi_strerror(mc));
+		goto retry;
+	}
+	s->inflight++;
+	goto out;
+retry:
+	cg_log_error("webpush: cannot start a transfer to %s", label);
+	xfer_free(x);
+	schedule_retry(s, job, -1);
+out:
+	cg_log_set_context(NULL);
+}
+
+/* Handles one finished Web Push transfer (PUSH.md B2): 2xx sent; 404/410
+ * the subscription is gone (the worker deletes it); 429/5xx/transport
+ * retried, after the Retry-After when there is one; anything else failed,
+ * the subscription kept. */
+static void finish_webpush(apns_sender *s, apns_xfer *x, CURLcode res)
+{
+	pushd_job *job = x->job;
+	char label[WEBPUSH_LABEL_MAX + 64];
+	long status = 0, delay_s = -1;
+	webpush_action act;
+
+	curl_multi_remove_handle(s->multi, x->easy);
+	s->inflight--;
+	cg_log_set_context(job->ev->event_id);
+	job_label(job, label, sizeof label);
+	if (res == CURLE_OK)
+		curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+	job->status = status;
+	job->reason[0] = '\0';
+	if (res == CURLE_OK && (status < 200 || status > 299))
+		webpush_reason(&x->resp, job->reason, sizeof job->reason);
+	act = webpush_response_classify(res == CURLE_OK, status,
+					x->wp.retry_after[0] != '\0' ? x->wp.retry_after : NULL, cg_now(),
+					&delay_s);
+	job->retry_after_s = delay_s > 0 ? delay_s : 0;
+	switch (act) {
+	case WEBPUSH_ACT_DONE:
+		cg_log_info("webpush: delivered to %s (%ld)", label, status);
+		hand_back(s, job, PUSHD_SENT);
+		break;
+	case WEBPUSH_ACT_DELETE:
+		cg_log_info("webpush: %s is gone: %ld %s; deleting it", label, status,
+			    job->reason[0] ? job->reason : "(no reason)");
+		hand_back(s, job, PUSHD_DEACTIVATE);
+		break;
+	case WEBPUSH_ACT_DROP:
+		cg_log_warn("webpush: %s rejected the push: %ld %s; dropped%s", label, status,
+			    job->reason[0] ? job->reason : "(no reason)",
+			    status == 401 || status == 403 ? " (check vapid_private_key and vapid_subject)" : "");
+		hand_back(s, job, PUSHD_FAILED);
+		break;
+	case WEBPUSH_ACT_RETRY:
+		if (res != CURLE_OK)
+			cg_log_warn("webpush: transfer to %s failed: %s", label,
+				    x->errbuf[0] ? x->errbuf : curl_easy_strerror(res));
+		else
+			cg_log_warn("webpush: %s: %ld %s%s%s", label, status,
+				    job->reason[0] ? job->reason : "(no reason)",
+				    delay_s >= 0 ? "; Retry-After " : "", delay_s >= 0 ? x->wp.retry_after : "");
+		schedule_retry(s, job, delay_s >= 0 ? delay_s * 1000 : -1);
+		break;
+	}
+	cg_log_set_context(NULL);
+	xfer_free(x);
+}
+
+/* What an APNs job sends, by its kind (PUSH.md A4). */
+typedef struct apns_req {
+	const char *push_type; /* apns-push-type */
+	char topic[512];       /* apns-topic */
+	int priority;          /* apns-priority */
+	int collapse;          /* send the event's apns-collapse-id */
+	const char *body;      /* owned by the event */
+	size_t len;
+} apns_req;
+
+/* Fills `rq` for `job`: alert and background -> the event's device body
+ * and priority (background: 5, set by apns_headers_build_cfg), topic the
+ * bundle id; liveactivity -> <bundle id>.push-type.liveactivity, the event's
+ * Live Activity priority, and its update/end body or, to a push-to-start
+ * token, its start body. Returns 0, or -1 when the event has no body for
+ * the job or the topic does not fit. */
+static int job_request(const pushd_apns_creds *a, const pushd_job *job, apns_req *rq)
+{
+	const pushd_event *ev = job->ev;
+	apns_push_type type;
+
+	memset(rq, 0, sizeof *rq);
+	switch (job->kind) {
+	case PUSHD_KIND_LIVEACTIVITY:
+		type = APNS_PUSH_LIVEACTIVITY;
+		rq->priority = ev->la_priority;
+		rq->body = job->la_start ? ev->la_start_payload : ev->la_payload;
+		rq->len = job->la_start ? ev->la_start_payload_len : ev->la_payload_len;
+		break;
+	case PUSHD_KIND_BACKGROUND:
+		type = APNS_PUSH_BACKGROUND;
+		rq->priority = ev->apns_priority;
+		rq->body = ev->payload;
+		rq->len = ev->payload_len;
+		rq->collapse = 1;
+		break;
+	case PUSHD_KIND_ALERT:
+	case PUSHD_KIND_WEBPUSH:
+	default:
+		type = APNS_PUSH_ALERT;
+		rq->priority = ev->apns_priority;
+		rq->body = ev->payload;
+		rq->len = ev->payload_len;
+		rq->collapse = 1;
+		break;
+	}
+	rq->push_type = apns_push_type_info_get(type)->push_type;
+	if (apns_push_type_info_get(type)->fixed_priority)
+		rq->priority = apns_push_type_info_get(type)->fixed_priority;
+	if (rq->body == NULL || apns_topic(a->bundle_id, type, rq->topic, sizeof rq->topic) < 0)
+		return -1;
+	return 0;
+}
+
 /* Starts one transfer for `job`. On failure the job is finished or retried. */
 static void start_job(apns_sender *s, pushd_job *job)
 {
 	const pushd_event *ev = job->ev;
 	const cg_config *cfg = s->cfg;
 	apns_xfer *x = NULL;
+	pushd_apns_creds *a;
+	apns_req rq;
 	size_t ulen;
 	CURLMcode mc;
 
+	if (job->kind == PUSHD_KIND_WEBPUSH) {
+		start_webpush(s, job);
+		return;
+	}
 	cg_log_set_context(ev->event_id);
+	a = pushd_creds_apns(s->creds, ev->tenant);
+	if (a == NULL) {
+		/* The worker makes no such job; a guard all the same. */
+		cg_log_error("apns: no APNs credentials for tenant %s; dropped", ev->tenant);
+		snprintf(job->reason, sizeof job->reason, "NoCredentials");
+		hand_back(s, job, PUSHD_FAILED);
+		goto out;
+	}
 	if (!token_is_hex(job->device_token)) {
 		cg_log_warn("apns: device token %.16s… is not hex; dropped", job->device_token);
 		snprintf(job->reason, sizeof job->reason, "InvalidTokenFormat");
+		hand_back(s, job, PUSHD_FAILED);
+		goto out;
+	}
+	if (job_request(a, job, &rq) < 0) {
+		cg_log_error("apns: no %s body or topic for token %.16s…; dropped", rq.push_type,
+			     job->device_token);
+		snprintf(job->reason, sizeof job->reason, "NoPayload");
 		hand_back(s, job, PUSHD_FAILED);
 		goto out;
 	}
@@ -315,19 +591,20 @@ static void start_job(apns_sender *s, pushd_job *job)
 		goto retry;
 	x->job = job;
 	cg_buf_init(&x->resp, APNS_RESPONSE_MAX);
-	ulen = strlen(s->base) + strlen("/3/device/") + strlen(job->device_token) + 1;
+	ulen = strlen(a->base) + strlen("/3/device/") + strlen(job->device_token) + 1;
 	x->url = malloc(ulen);
 	x->easy = curl_easy_init();
 	if (x->url == NULL || x->easy == NULL)
 		goto retry;
-	snprintf(x->url, ulen, "%s/3/device/%s", s->base, job->device_token);
-	if (add_header(x, "authorization: bearer %s", s->jwt) < 0 ||
-	    add_header(x, "apns-push-type: alert") < 0 ||
-	    add_header(x, "apns-topic: %s", cfg->apns_bundle_id) < 0 ||
+	snprintf(x->url, ulen, "%s/3/device/%s", a->base, job->device_token);
+	if (add_header(x, "authorization: bearer %s", a->jwt) < 0 ||
+	    add_header(x, "apns-push-type: %s", rq.push_type) < 0 ||
+	    add_header(x, "apns-topic: %s", rq.topic) < 0 ||
 	    add_header(x, "apns-id: %s", job->apns_id) < 0 ||
-	    add_header(x, "apns-priority: %d", ev->apns_priority) < 0 ||
+	    add_header(x, "apns-priority: %d", rq.priority) < 0 ||
 	    add_header(x, "apns-expiration: %lld", ev->expiration) < 0 ||
-	    (ev->collapse_id[0] != '\0' && add_header(x, "apns-collapse-id: %s", ev->collapse_id) < 0) ||
+	    (rq.collapse && ev->collapse_id[0] != '\0' &&
+	     add_header(x, "apns-collapse-id: %s", ev->collapse_id) < 0) ||
 	    add_header(x, "content-type: application/json") < 0 ||
 	    add_header(x, "Accept:") < 0 || add_header(x, "Expect:") < 0)
 		goto retry;
@@ -344,8 +621,8 @@ static void start_job(apns_sender *s, pushd_job *job)
 	}
 	curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(x->easy, CURLOPT_POST, 1L);
-	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, ev->payload);
-	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)ev->payload_len);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDS, rq.body);
+	curl_easy_setopt(x->easy, CURLOPT_POSTFIELDSIZE, (long)rq.len);
 	curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
 	curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(x->easy, CURLOPT_WRITEDATA, x);
@@ -380,6 +657,10 @@ static void finish_xfer(apns_sender *s, apns_xfer *x, CURLcode res)
 	apns_action act;
 	long long ts = -1;
 
+	if (job->kind == PUSHD_KIND_WEBPUSH) {
+		finish_webpush(s, x, res);
+		return;
+	}
 	curl_multi_remove_handle(s->multi, x->easy);
 	s->inflight--;
 	cg_log_set_context(job->ev->event_id);
@@ -414,19 +695,23 @@ static void finish_xfer(apns_sender *s, apns_xfer *x, CURLcode res)
 			     "APNS_KEY_PATH and APNS_USE_SANDBOX); push dropped", status, job->reason);
 		hand_back(s, job, PUSHD_FAILED);
 		break;
-	case APNS_ACT_REMINT:
-		if (cg_monotonic_ms() - s->jwt_minted_ms >= (int64_t)APNS_TOKEN_MIN_AGE_S * 1000) {
+	case APNS_ACT_REMINT: {
+		pushd_apns_creds *a = pushd_creds_apns(s->creds, job->ev->tenant);
+
+		if (a != NULL && apns_token_decide((cg_monotonic_ms() - a->jwt_minted_ms) / 1000, 1) ==
+				 APNS_TOKEN_REMINT) {
 			cg_log_warn("apns: provider token expired; minting a new one");
-			if (mint_token(s) == 0) {
+			if (mint_token(s, a) == 0) {
 				schedule_retry(s, job, 0);
 				break;
 			}
-		} else {
+		} else if (a != NULL) {
 			cg_log_warn("apns: ExpiredProviderToken for a token minted %lld s ago (clock skew?)",
-				    (long long)(cg_monotonic_ms() - s->jwt_minted_ms) / 1000);
+				    (long long)(cg_monotonic_ms() - a->jwt_minted_ms) / 1000);
 		}
 		schedule_retry(s, job, -1);
 		break;
+	}
 	case APNS_ACT_TOKEN_BACKOFF:
 		cg_log_warn("apns: 429 TooManyProviderTokenUpdates; keeping the token, backing off");
 		schedule_retry(s, job, -1);
@@ -471,9 +756,17 @@ static void start_due(apns_sender *s)
 {
 	int64_t now = cg_monotonic_ms();
 	pushd_job *job;
+	size_t i;
 
-	if (s->jwt == NULL || cg_now() - s->jwt_iat >= APNS_TOKEN_REFRESH_S)
-		mint_token(s); /* on failure the old token goes on (and APNs says why) */
+	/* Each key's token is refreshed inside Apple's 20-60 minute window;
+	 * on failure the old token goes on (and APNs says why). */
+	for (i = 0; i < pushd_creds_apns_count(s->creds); i++) {
+		pushd_apns_creds *a = pushd_creds_apns_at(s->creds, i);
+
+		if (apns_token_decide(a->jwt == NULL ? -1 : (long long)(cg_now() - a->jwt_iat), 0) ==
+		    APNS_TOKEN_REMINT)
+			mint_token(s, a);
+	}
 	while (s->inflight < APNS_MAX_INFLIGHT && s->retry_head != NULL &&
 	       s->retry_head->retry_at_ms <= now) {
 		job = s->retry_head;
@@ -509,10 +802,21 @@ void *apns_sender_main(void *arg)
 	apns_sender *s = arg;
 	int running = 0, stopping;
 	pushd_job *job;
+	size_t i;
 
-	cg_log_info("apns: sending to %s%s, up to %ld connections", s->base,
-		    s->no_reuse ? " (h2c, a connection per push: libcurl < 8 cannot reuse h2c)" :
-		    s->prior_knowledge ? " (h2c)" : "", s->cfg->apns_max_connections);
+	for (i = 0; i < pushd_creds_apns_count(s->creds); i++) {
+		const pushd_apns_creds *a = pushd_creds_apns_at(s->creds, i);
+
+		cg_log_info("apns: %s%s sends to %s%s (team %s, bundle %s), up to %ld connections",
+			    a->owner[0] != '\0' ? "tenant " : "every tenant",
+			    a->owner[0] != '\0' ? a->owner : "", a->base,
+			    s->no_reuse ? " (h2c, a connection per push: libcurl < 8 cannot reuse h2c)" :
+			    s->prior_knowledge ? " (h2c)" : "", a->team_id, a->bundle_id,
+			    s->cfg->apns_max_connections);
+	}
+	if (pushd_creds_vapid(s->creds, NULL) != NULL)
+		cg_log_info("webpush: sending with VAPID key %s (subject %s)",
+			    cg_vapid_public_key(pushd_creds_vapid(s->creds, NULL)), s->cfg->vapid_subject);
 	for (;;) {
 		stopping = atomic_load(&s->pd->stop);
 		if (!stopping)

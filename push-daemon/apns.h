@@ -16,16 +16,16 @@
 #define APNS_MAX_INFLIGHT 1000
 /* Response bodies beyond this are cut (APNs sends small JSON). */
 #define APNS_RESPONSE_MAX 4096
-/* Provider token: re-minted at this age, never twice within the minimum. */
-#define APNS_TOKEN_REFRESH_S (50 * 60)
-#define APNS_TOKEN_MIN_AGE_S (20 * 60)
 
 typedef struct apns_sender apns_sender;
 
-/* Creates the sender for `pd` (whose cfg has APNs configured), taking
- * ownership of `key` (freed on failure too). Mints the first provider token.
- * Returns NULL with a reason in err. Call after the process is detached. */
-apns_sender *apns_sender_new(pushd *pd, cg_es256_key *key, char *err, size_t errlen);
+/* Creates the sender for `pd`, which pushes with pd->creds (creds.h: each
+ * tenant's APNs key and VAPID key, or the global ones). A first provider
+ * token is minted for every APNs key; with none, no APNs job may be queued
+ * and pd->apns_state stays not_configured. WEBPUSH jobs go out on the same
+ * multi handle. Returns NULL with a reason in err. Call after the process
+ * is detached. */
+apns_sender *apns_sender_new(pushd *pd, char *err, size_t errlen);
 
 /* The thread body; `arg` is the apns_sender. Pops jobs from pd->jobs and
  * hands each back on pd->results once final. When pd->stop is set it starts

@@ -13,9 +13,11 @@
 #include <curl/curl.h>
 
 #include "apns.h"
+#include "creds.h"
 #include "cg_config.h"
 #include "cg_jwt.h"
 #include "cg_log.h"
+#include "cg_webpush.h"
 #include "pushd.h"
 
 #define PROGNAME "capsule-pushd"
@@ -44,6 +46,9 @@ void pushd_job_free(pushd_job *job)
 	if (job == NULL)
 		return;
 	free(job->device_token);
+	free(job->endpoint);
+	free(job->p256dh);
+	free(job->auth);
 	free(job);
 }
 
@@ -123,7 +128,6 @@ int main(int argc, char **argv)
 	};
 	static pushd pd; /* static: large, and lives as long as the process */
 	const char *path = NULL;
-	cg_es256_key *key = NULL;
 	pthread_t worker_tid, sender_tid;
 	int foreground = 0, check_only = 0, sender_started = 0, worker_started = 0, c, status = 1;
 	sigset_t oldmask;
@@ -150,12 +154,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: %s\n", PROGNAME, err);
 		goto out;
 	}
-	if (cg_config_apns_configured(&pd.cfg)) {
-		key = cg_es256_key_load(pd.cfg.apns_key_path, err, sizeof err);
-		if (key == NULL) {
-			fprintf(stderr, "%s: apns_key_path: %s\n", PROGNAME, err);
-			goto out;
-		}
+	/* Every key, global and per tenant, is loaded and checked now. */
+	pd.creds = pushd_creds_load(&pd.cfg, err, sizeof err);
+	if (pd.creds == NULL) {
+		fprintf(stderr, "%s: %s\n", PROGNAME, err);
+		goto out;
 	}
 	if (check_only) {
 		printf("configuration OK\n");
@@ -186,16 +189,21 @@ int main(int argc, char **argv)
 		cg_log_error("out of memory");
 		goto out_curl;
 	}
-	if (key != NULL) {
-		pd.apns = apns_sender_new(&pd, key, err, sizeof err);
-		key = NULL; /* owned by the sender (freed on failure) */
+	if (!pushd_creds_any_apns(pd.creds))
+		cg_log_warn("APNs is not configured (apns_key_path, apns_key_id, apns_team_id, "
+			    "apns_bundle_id): no push to iOS devices");
+	if (!pushd_creds_any_vapid(pd.creds))
+		cg_log_warn("Web Push is not configured (vapid_private_key, vapid_subject): "
+			    "no push to browsers");
+	if (pushd_creds_any_apns(pd.creds) || pushd_creds_any_vapid(pd.creds)) {
+		/* one sender thread for both providers */
+		pd.apns = apns_sender_new(&pd, err, sizeof err);
 		if (pd.apns == NULL) {
 			cg_log_error("%s", err);
 			goto out_curl;
 		}
 	} else {
-		cg_log_warn("APNs is not configured (apns_key_path, apns_key_id, apns_team_id, "
-			    "apns_bundle_id): push events are acknowledged without pushing");
+		cg_log_warn("push events are acknowledged without pushing");
 	}
 	cg_log_info("starting as %s", pd.cfg.instance_id);
 	if (pd.apns != NULL) {
@@ -236,7 +244,7 @@ out_curl:
 	pushd_queue_free(pd.results);
 	curl_global_cleanup();
 out:
-	cg_es256_key_free(key);
+	pushd_creds_free(pd.creds);
 	cg_config_free(&pd.cfg);
 	return status;
 }

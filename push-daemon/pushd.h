@@ -4,9 +4,14 @@
  * talks to Redis and PostgreSQL and may block; the sender thread (apns.c)
  * drives one libcurl multi handle and never blocks. They meet in two capped
  * queues: `jobs` (worker -> sender, one job per device) and `results`
- * (sender -> worker, the same job with its final outcome). A job is owned by
- * whichever side holds it; its event record is owned by the worker and is
- * read-only for the sender while any of its jobs is out. */
+ * (sender -> worker, the same job with its final outcome, and progress
+ * copies of jobs being retried). A job is owned by whichever side holds it;
+ * its event record is owned by the worker and is read-only for the sender
+ * while any of its jobs (or progress copies) is out.
+ *
+ * Every job is one row of the deliveries table (sql/006_deliveries.sql):
+ * the worker inserts it 'pending' before queueing the job and writes each
+ * outcome there before it acknowledges the stream entry. */
 #ifndef PUSHD_H
 #define PUSHD_H
 
@@ -38,11 +43,30 @@ const char *pushd_apns_state_name(int state);
 typedef enum pushd_outcome {
 	PUSHD_SENT = 0,   /* final: the provider accepted it */
 	PUSHD_FAILED,     /* final: rejected or retries exhausted; dropped and logged */
-	PUSHD_DEACTIVATE, /* final: the token is dead; the worker deactivates the device */
+	PUSHD_DEACTIVATE, /* final: the token is dead; the worker deactivates the device
+			   * (a Live Activity push: its live_activity_tokens row; a
+			   * push-to-start: the device's push_to_start_token) */
 	PUSHD_ABANDONED,  /* NOT final: the daemon is stopping; the event stays pending */
+	PUSHD_DEFERRED,   /* final for this run: the sender wants a retry at
+			   * retry_due_ms; the worker parks it on the delayed queue
+			   * in Redis (row 'retry_due') and any daemon sends it then */
+	PUSHD_RETRYING,   /* NOT final: a progress copy of a job the sender will retry
+			   * (attempts, status, reason so far); the sender keeps the
+			   * job, the worker records and frees the copy */
 } pushd_outcome;
 
-/* One stream entry being delivered (worker-owned). */
+/* What a job sends (PUSH.md A4 push types, part B Web Push). */
+typedef enum pushd_kind {
+	PUSHD_KIND_ALERT = 0,    /* APNs alert: the event's payload */
+	PUSHD_KIND_BACKGROUND,   /* APNs background (content-available), priority 5 */
+	PUSHD_KIND_LIVEACTIVITY, /* APNs liveactivity: update/end to an activity's
+	                          * push token, or start to a push-to-start token */
+	PUSHD_KIND_WEBPUSH,      /* Web Push to a browser subscription */
+} pushd_kind;
+
+/* One stream entry being delivered (worker-owned), or the event of
+ * deliveries an admin asked to retry: then stream_id is "" and nothing is
+ * acknowledged when its jobs are final. */
 typedef struct pushd_event {
 	char stream_id[PUSHD_STREAM_ID_MAX];
 	char event_id[64];
@@ -52,21 +76,47 @@ typedef struct pushd_event {
 	int apns_priority;      /* 5 or 10 */
 	long long expiration;   /* apns-expiration, UNIX seconds */
 	char collapse_id[65];   /* "" when none */
+	pushd_kind device_kind; /* ALERT or BACKGROUND: what devices get */
+	/* Live Activities (NULL when the event has none): */
+	char *la_payload;       /* liveactivity body (update/end) */
+	size_t la_payload_len;
+	char *la_start_payload; /* liveactivity "start" body (push-to-start) */
+	size_t la_start_payload_len;
+	int la_priority;        /* apns-priority of liveactivity pushes */
+	/* Web Push (NULL when the event has none): */
+	char *wp_payload;       /* the notification JSON, before encryption */
+	size_t wp_payload_len;
+	long wp_ttl;            /* TTL header */
+	char wp_urgency[16];    /* Urgency header */
+	char wp_topic[40];      /* Topic header, "" when none */
 	/* worker only: */
 	int remaining;          /* jobs not yet final */
 	int abandoned;          /* some job was abandoned: never XACK */
 	struct pushd_event *prev, *next;
 } pushd_event;
 
-/* One push to one device. */
+/* One push to one device (or Live Activity token, or browser subscription). */
 typedef struct pushd_job {
 	pushd_event *ev;
-	char *device_token;
+	pushd_kind kind;
+	long long la_token_id;  /* LIVEACTIVITY update/end: live_activity_tokens.id */
+	int la_start;           /* LIVEACTIVITY to a push-to-start token */
+	long long subscription_id; /* WEBPUSH: push_subscriptions.id */
+	char *endpoint;         /* WEBPUSH: the subscription's endpoint URL */
+	char *p256dh, *auth;    /* WEBPUSH: its keys (base64url) */
+	long retry_after_s;     /* set by the sender: the provider's Retry-After, 0 none */
+	char *device_token;     /* NULL in a progress copy */
 	char apns_id[37];
+	long long delivery_id;  /* its deliveries row */
+	long long device_id;    /* devices.id, for deactivation */
+	int attempts_before;    /* attempts the row had recorded (earlier runs) */
+	int attempt_base;       /* attempts an admin retry started from: the
+	                         * attempt limit counts from there */
+	long long retry_due_ms; /* PUSHD_DEFERRED: when to try again (UNIX ms) */
 	/* sender only: */
 	int attempts;
 	int64_t retry_at_ms;    /* monotonic */
-	struct pushd_job *next; /* the sender's retry list, the worker's deactivation list */
+	struct pushd_job *next; /* the sender's retry list, the worker's outcome buffer */
 	/* the outcome, set by the sender before handing the job back: */
 	pushd_outcome outcome;
 	long status;            /* HTTP status, 0 when none */
@@ -84,7 +134,9 @@ typedef struct pushd {
 	atomic_int apns_state;      /* pushd_apns_state, set by the sender */
 	pushd_queue *jobs;          /* worker -> sender */
 	pushd_queue *results;       /* sender -> worker */
-	struct apns_sender *apns;   /* NULL when APNs is not configured */
+	struct apns_sender *apns;   /* the sender; NULL when neither APNs nor Web
+				     * Push is configured */
+	struct pushd_creds *creds;  /* each tenant's APNs / VAPID credentials (creds.h) */
 } pushd;
 
 /* Frees a job (not its event). */

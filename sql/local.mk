@@ -1,7 +1,8 @@
 # Schema migrations and the program that applies them.
 sqldir = $(pkgdatadir)/sql
 dist_sql_DATA = sql/001_initial.sql sql/002_security.sql sql/003_api.sql \
-	sql/004_event_audience.sql sql/005_ws_resume.sql
+	sql/004_event_audience.sql sql/005_ws_resume.sql \
+	sql/006_deliveries.sql sql/007_push_subscriptions.sql
 
 sbin_PROGRAMS += sql/capsule-migrate
 sql_capsule_migrate_SOURCES = sql/capsule-migrate.c

@@ -28,7 +28,10 @@ CG_UNIT_TESTS = \
 	tests/unit/test_query \
 	tests/unit/test_wsd_order \
 	tests/unit/test_history \
-	tests/unit/test_webpush
+	tests/unit/test_webpush \
+	tests/unit/test_webpush_payload \
+	tests/unit/test_pushsub \
+	tests/unit/test_push_creds
 check_PROGRAMS += $(CG_UNIT_TESTS)
 TESTS += $(CG_UNIT_TESTS)
 
@@ -60,6 +63,7 @@ tests_unit_test_redis_SOURCES = tests/unit/test_redis.c tests/unit/tap.h
 tests_unit_test_redis_CFLAGS = $(CG_TEST_CFLAGS)
 tests_unit_test_redis_LDADD = $(CG_TEST_LDADD)
 tests_unit_test_apns_payload_SOURCES = tests/unit/test_apns_payload.c tests/unit/tap.h \
+	tests/unit/payload_check.h \
 	push-daemon/apns_payload.c push-daemon/apns_payload.h
 tests_unit_test_apns_payload_CFLAGS = $(CG_TEST_CFLAGS) -I$(top_srcdir)/push-daemon
 tests_unit_test_apns_payload_LDADD = $(CG_TEST_LDADD)
@@ -85,6 +89,19 @@ tests_unit_test_history_LDADD = $(CG_TEST_LDADD)
 tests_unit_test_webpush_SOURCES = tests/unit/test_webpush.c tests/unit/tap.h
 tests_unit_test_webpush_CFLAGS = $(CG_TEST_CFLAGS)
 tests_unit_test_webpush_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_webpush_payload_SOURCES = tests/unit/test_webpush_payload.c tests/unit/tap.h \
+	tests/unit/payload_check.h \
+	push-daemon/webpush_payload.c push-daemon/webpush_payload.h \
+	push-daemon/apns_payload.c push-daemon/apns_payload.h
+tests_unit_test_webpush_payload_CFLAGS = $(CG_TEST_CFLAGS) -I$(top_srcdir)/push-daemon
+tests_unit_test_webpush_payload_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_pushsub_SOURCES = tests/unit/test_pushsub.c tests/unit/tap.h tests/unit/test_schema.h
+tests_unit_test_pushsub_CFLAGS = $(CG_TEST_CFLAGS)
+tests_unit_test_pushsub_LDADD = $(CG_TEST_LDADD)
+tests_unit_test_push_creds_SOURCES = tests/unit/test_push_creds.c tests/unit/tap.h \
+	push-daemon/creds.c push-daemon/creds.h
+tests_unit_test_push_creds_CFLAGS = $(CG_TEST_CFLAGS) -I$(top_srcdir)/push-daemon
+tests_unit_test_push_creds_LDADD = $(CG_TEST_LDADD)
 
 # Test tools: local stand-ins for the outside world.
 check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client
@@ -130,3 +147,13 @@ TESTS += tests/integration/agents.sh
 EXTRA_DIST += tests/integration/agents.sh
 TESTS += tests/integration/instances.sh
 EXTRA_DIST += tests/integration/instances.sh
+TESTS += tests/integration/deliveries.sh
+EXTRA_DIST += tests/integration/deliveries.sh
+TESTS += tests/integration/webpush.sh
+EXTRA_DIST += tests/integration/webpush.sh
+TESTS += tests/integration/webpush_delivery.sh
+EXTRA_DIST += tests/integration/webpush_delivery.sh
+TESTS += tests/integration/liveactivity.sh
+EXTRA_DIST += tests/integration/liveactivity.sh
+TESTS += tests/integration/push_tenants.sh
+EXTRA_DIST += tests/integration/push_tenants.sh

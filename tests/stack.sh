@@ -195,6 +195,37 @@ stack_start_fake_apns() {
 	stack_log "fake APNs on https://127.0.0.1:$APNS_PORT"
 }
 
+# The fake Web Push service (tests/tools/fake-webpush): TLS on 127.0.0.1 with the
+# same test CA as the fake APNs. Tests add subscriptions to webpush-subs.jsonl
+# (`fake-webpush --make-subscription /push/NAME --port $WEBPUSH_PORT` prints the
+# line for it and the browser's JSON) and script failures in webpush-script.txt;
+# it re-reads both when they change. Requests: webpush-requests.jsonl.
+stack_start_fake_webpush() {
+	: "${WEBPUSH_PORT:=$(stack_free_port)}"
+	local bin="$BUILD_DIR/tests/tools/fake-webpush"
+	[ -x "$bin" ] || { stack_die "$bin not built"; return 1; }
+	: >"$STACK_DIR/webpush-requests.jsonl"
+	: >"$STACK_DIR/webpush-subs.jsonl"
+	: >"$STACK_DIR/webpush-script.txt"
+	"$bin" --port "$WEBPUSH_PORT" --cert "$STACK_DIR/keys/server.pem" --key "$STACK_DIR/keys/server.key" \
+		--log "$STACK_DIR/webpush-requests.jsonl" --subscriptions "$STACK_DIR/webpush-subs.jsonl" \
+		--script "$STACK_DIR/webpush-script.txt" >"$STACK_DIR/fake-webpush.log" 2>&1 &
+	stack_record_pid fake-webpush $!
+	stack_wait_port "$WEBPUSH_PORT" || return 1
+	stack_log "fake Web Push service on https://127.0.0.1:$WEBPUSH_PORT"
+}
+
+# The gateway's VAPID key pair (capsule-admin vapid-keygen), made once per stack.
+stack_make_vapid() {
+	local f="$STACK_DIR/keys/vapid.conf"
+	[ -f "$f" ] && return 0
+	(umask 077; "$BUILD_DIR/sql/capsule-admin" vapid-keygen >"$f") ||
+		{ stack_die "capsule-admin vapid-keygen failed"; return 1; }
+	STACK_VAPID_PRIVATE=$(sed -n 's/^vapid_private_key = //p' "$f")
+	STACK_VAPID_PUBLIC=$(sed -n 's/^vapid_public_key = //p' "$f")
+	export STACK_VAPID_PUBLIC
+}
+
 # The login role the programs use, once the migrations made capsule_app; and
 # the tenants the tests use besides 'default'.
 stack_app_role() {
@@ -259,6 +290,9 @@ stack_write_config() {
 		apns_bundle_id = $STACK_APNS_BUNDLE_ID
 		apns_url = https://127.0.0.1:$APNS_PORT
 		apns_ca_file = $STACK_DIR/keys/ca.pem
+		vapid_private_key = $(sed -n 's/^vapid_private_key = //p' "$STACK_DIR/keys/vapid.conf")
+		vapid_subject = mailto:ops@capsule.test
+		webpush_ca_file = $STACK_DIR/keys/ca.pem
 		instance_id = ${STACK_INSTANCE_PREFIX:-local}
 		log_level = ${STACK_LOG_LEVEL:-info}
 	EOF
@@ -464,6 +498,8 @@ stack_up() {
 	stack_make_keys || return 1
 	stack_make_jwt_keys || return 1
 	stack_start_fake_apns || return 1
+	stack_make_vapid || return 1
+	stack_start_fake_webpush || return 1
 	stack_write_config || return 1
 	stack_migrate >"$STACK_DIR/migrate.log" 2>&1 || { cat "$STACK_DIR/migrate.log" >&2; stack_die "migration failed"; return 1; }
 	stack_app_role || { stack_die "creating the application role failed"; return 1; }
@@ -476,6 +512,7 @@ stack_up() {
 		HTTP_PORT=$HTTP_PORT
 		WS_PORT=$WS_PORT
 		APNS_PORT=$APNS_PORT
+		WEBPUSH_PORT=$WEBPUSH_PORT
 		STACK_WEB=$(stack_web)
 		FCGI_PORT=${FCGI_PORT:-}
 		DATABASE_URL=$DATABASE_URL
@@ -490,7 +527,7 @@ stack_up() {
 # binds it. Ports the caller preset are kept.
 stack_up_retry() {
 	local try preset=""
-	for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT FCGI_PORT; do
+	for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT WEBPUSH_PORT FCGI_PORT; do
 		[ -n "${!v:-}" ] && preset="$preset $v"
 	done
 	for try in 1 2 3; do
@@ -498,7 +535,7 @@ stack_up_retry() {
 		stack_down
 		stack_remove_pg
 		rm -rf "${STACK_DIR:?}/pg" "$STACK_DIR/pids" "$STACK_DIR"/*.log
-		for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT FCGI_PORT; do
+		for v in PG_PORT REDIS_PORT HTTP_PORT WS_PORT APNS_PORT WEBPUSH_PORT FCGI_PORT; do
 			case " $preset " in *" $v "*) ;; *) unset "$v" ;; esac
 		done
 		stack_log "stack start failed (try $try); retrying on other ports"
@@ -530,7 +567,7 @@ stack_stop() { # name
 stack_down() {
 	local s
 	[ -n "${STACK_DIR:-}" ] && [ -d "$STACK_DIR" ] || return 0
-	for s in lighttpd apache nginx fcgi capsule-pushd capsule-wsd fake-apns redis; do
+	for s in lighttpd apache nginx fcgi capsule-pushd capsule-wsd fake-apns fake-webpush redis; do
 		stack_stop "$s"
 	done
 	stack_stop_pg

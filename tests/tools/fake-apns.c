@@ -35,7 +35,11 @@
  *     PayloadEmpty, 413 PayloadTooLarge over 4096 bytes or 5120 for voip;
  *     400 BadPayload, our own reason, unless a JSON object with an "aps"
  *     object, background: content-available 1 and no alert/badge/sound,
- *     liveactivity: event start|update|end and integer timestamp).
+ *     liveactivity: event start|update|end, integer timestamp, a
+ *     content-state object, no content-available, integer stale-date and
+ *     dismissal-date when present, and for start an alert object, a
+ *     non-empty attributes-type and an attributes object -- which only
+ *     start may carry); liveactivity priority 5 or 10 (400 BadPriority).
  *   A request that passes gets the scripted outcome for its device token, if
  *   any, else 200 with an apns-id header (echoed or generated) and no body.
  *   Every answer carries apns-id.  SETTINGS_MAX_CONCURRENT_STREAMS is 1 until
@@ -45,11 +49,13 @@
  *
  * Script (--script FILE, re-read when it changes; tests may edit it live)
  *   # comment
- *   <device_token> <status> <reason> [times]
+ *   <device_token> <status> <reason> [times] [ts=MS]
  *   The first line for a token that still has uses left applies to the next
  *   `times` requests for that token (default: all of them); when used up the
  *   next line for that token applies, or success.  Rewriting the file resets
- *   the counts.  Status 410 adds "timestamp" (now, in milliseconds).  Reason
+ *   the counts.  Status 410 adds "timestamp" (now, in milliseconds, plus
+ *   MS when ts=MS is given, e.g. ts=-60000: APNs saw the token die a minute
+ *   ago).  Reason
  *   GOAWAY (status ignored) sends GOAWAY (last-stream-id below that stream,
  *   NO_ERROR, opaque data {"reason":"Shutdown"}) and closes the connection
  *   without answering that stream or processing later ones.  libcurl may
@@ -158,6 +164,7 @@ struct script_entry {
 	int status;
 	char reason[SCRIPT_REASON_MAX];
 	long remaining;             /* -1: every request */
+	long long ts_offset_ms;     /* 410 "timestamp" = now + this */
 };
 
 struct script {
@@ -215,6 +222,7 @@ struct verdict {
 	int status;                 /* 0: GOAWAY, no answer */
 	char reason[SCRIPT_REASON_MAX];
 	int add_timestamp;
+	long long ts_offset_ms;     /* added to the 410 "timestamp" */
 	char apns_id[37];
 };
 
@@ -539,9 +547,11 @@ static int script_parse(struct script *sc, char *text)
 	if (v == NULL)
 		return -1;
 	for (line = text; line != NULL; line = next) {
-		char *f[5], *fsave = NULL, *hash, *end;
-		size_t nf = 0;
+		char *f[6], *fsave = NULL, *hash, *end;
+		size_t nf = 0, k;
 		long status, times = -1;
+		long long ts_off = 0;
+		int bad = 0;
 
 		next = strchr(line, '\n');
 		if (next != NULL)
@@ -550,17 +560,17 @@ static int script_parse(struct script *sc, char *text)
 		hash = strchr(line, '#');
 		if (hash != NULL)
 			*hash = '\0';
-		/* Up to 5 fields: a fifth one means the line is malformed. */
+		/* Up to 6 fields: a sixth one means the line is malformed. */
 		f[0] = strtok_r(line, " \t\r", &fsave);
-		while (nf < 5 && f[nf] != NULL) {
+		while (nf < 6 && f[nf] != NULL) {
 			nf++;
-			if (nf < 5)
+			if (nf < 6)
 				f[nf] = strtok_r(NULL, " \t\r", &fsave);
 		}
 		if (nf == 0)
 			continue;
-		if (nf < 3 || nf > 4) {
-			warnx_("%s:%zu: want <token> <status> <reason> [times]", sc->path, lineno);
+		if (nf < 3 || nf > 5) {
+			warnx_("%s:%zu: want <token> <status> <reason> [times] [ts=MS]", sc->path, lineno);
 			continue;
 		}
 		errno = 0;
@@ -573,14 +583,22 @@ static int script_parse(struct script *sc, char *text)
 			warnx_("%s:%zu: reason too long", sc->path, lineno);
 			continue;
 		}
-		if (nf == 4) {
+		for (k = 3; k < nf && !bad; k++) {
 			errno = 0;
-			times = strtol(f[3], &end, 10);
-			if (errno != 0 || *end != '\0' || times < 1) {
-				warnx_("%s:%zu: bad times '%s'", sc->path, lineno, f[3]);
-				continue;
+			if (strncmp(f[k], "ts=", 3) == 0) {
+				ts_off = strtoll(f[k] + 3, &end, 10);
+				bad = errno != 0 || *end != '\0' || end == f[k] + 3;
+			} else if (times == -1) {
+				times = strtol(f[k], &end, 10);
+				bad = errno != 0 || *end != '\0' || times < 1;
+			} else {
+				bad = 1;
 			}
+			if (bad)
+				warnx_("%s:%zu: bad field '%s'", sc->path, lineno, f[k]);
 		}
+		if (bad)
+			continue;
 		if (n == MAX_SCRIPT_LINES) {
 			warnx_("%s: more than %d outcomes; rest ignored", sc->path, MAX_SCRIPT_LINES);
 			break;
@@ -591,6 +609,7 @@ static int script_parse(struct script *sc, char *text)
 		v[n].status = (int)status;
 		snprintf(v[n].reason, sizeof v[n].reason, "%s", f[2]);
 		v[n].remaining = times;
+		v[n].ts_offset_ms = ts_off;
 		n++;
 	}
 	script_free_entries(sc);
@@ -660,7 +679,7 @@ out:
 
 /* The outcome for `token`, consuming one use. Returns 1 when scripted. */
 static int script_take(struct script *sc, const char *token, int *status, char *reason,
-                       size_t rsize)
+                       size_t rsize, long long *ts_offset_ms)
 {
 	size_t i;
 
@@ -674,6 +693,7 @@ static int script_take(struct script *sc, const char *token, int *status, char *
 			e->remaining--;
 		*status = e->status;
 		snprintf(reason, rsize, "%s", e->reason);
+		*ts_offset_ms = e->ts_offset_ms;
 		return 1;
 	}
 	return 0;
@@ -887,8 +907,27 @@ static const char *check_payload(json_object *body, const char *push_type)
 		if (!member_is_string(aps, "event", "start") && !member_is_string(aps, "event", "update") &&
 		    !member_is_string(aps, "event", "end"))
 			return "BadPayload";
-		if (!json_object_is_type(get_member(aps, "timestamp"), json_type_int))
+		if (!json_object_is_type(get_member(aps, "timestamp"), json_type_int) ||
+		    !json_object_is_type(get_member(aps, "content-state"), json_type_object))
 			return "BadPayload";
+		if (get_member(aps, "content-available") != NULL)
+			return "BadPayload";
+		v = get_member(aps, "stale-date");
+		if (v != NULL && !json_object_is_type(v, json_type_int))
+			return "BadPayload";
+		v = get_member(aps, "dismissal-date");
+		if (v != NULL && !json_object_is_type(v, json_type_int))
+			return "BadPayload";
+		if (member_is_string(aps, "event", "start")) {
+			v = get_member(aps, "attributes-type");
+			if (!json_object_is_type(get_member(aps, "alert"), json_type_object) ||
+			    !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0 ||
+			    !json_object_is_type(get_member(aps, "attributes"), json_type_object))
+				return "BadPayload";
+		} else if (get_member(aps, "attributes-type") != NULL ||
+			   get_member(aps, "attributes") != NULL) {
+			return "BadPayload";
+		}
 	}
 	return NULL;
 }
@@ -989,6 +1028,12 @@ static int check_request(struct conn *c, struct stream *s, json_object *body, in
 		goto fail;
 	}
 	if (strcmp(ptype->name, "background") == 0 && (hv == NULL || strcmp(hv, "10") == 0)) {
+		v->status = 400;
+		reason = "BadPriority";
+		goto fail;
+	}
+	/* Live Activities: "5 or 10" (PUSH.md A4; 1 is unconfirmed: refused) */
+	if (strcmp(ptype->name, "liveactivity") == 0 && hv != NULL && strcmp(hv, "1") == 0) {
 		v->status = 400;
 		reason = "BadPriority";
 		goto fail;
@@ -1154,7 +1199,8 @@ static int respond(struct conn *c, struct stream *s, const struct verdict *v)
 		now_timespec(&ts);
 		json_object_object_add(obj, "timestamp",
 		                       json_object_new_int64((int64_t)ts.tv_sec * 1000 +
-		                                             ts.tv_nsec / 1000000));
+		                                             ts.tv_nsec / 1000000 +
+		                                             v->ts_offset_ms));
 	}
 	text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
 	s->resp_len = strlen(text);
@@ -1197,7 +1243,8 @@ static void handle_request(struct conn *c, struct stream *s, int overflow)
 
 	if (check_request(c, s, body, overflow, &v) == 0) {
 		v.status = 200;
-		if (script_take(&c->srv->script, s->path + 10, &status, v.reason, sizeof v.reason)) {
+		if (script_take(&c->srv->script, s->path + 10, &status, v.reason, sizeof v.reason,
+		                &v.ts_offset_ms)) {
 			if (strcmp(v.reason, "GOAWAY") == 0)
 				v.status = 0;
 			else
@@ -1455,11 +1502,28 @@ static ssize_t io_write(struct conn *c, const unsigned char *buf, size_t len)
 	return -1;
 }
 
+/*
+ * libcurl 7.88 (Debian 12) sends RST_STREAM(STREAM_CLOSED) after most
+ * finished streams. nghttp2's "rapid reset" defence (1000 resets, then 33 a
+ * second) would answer that with GOAWAY(INTERNAL_ERROR) after about a
+ * thousand pushes on a connection, which APNs does not do: the fake allows
+ * one reset per stream it may see.
+ */
+#define RESET_BURST 1000000
+#define RESET_RATE 100000
+
 static int conn_start_h2(struct conn *c)
 {
 	nghttp2_settings_entry iv = { NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, STREAMS_BEFORE_AUTH };
+	nghttp2_option *opt = NULL;
+	int rc;
 
-	if (nghttp2_session_server_new(&c->h2, c->srv->cbs, c) != 0) {
+	if (nghttp2_option_new(&opt) != 0)
+		return -1;
+	nghttp2_option_set_stream_reset_rate_limit(opt, RESET_BURST, RESET_RATE);
+	rc = nghttp2_session_server_new2(&c->h2, c->srv->cbs, c, opt);
+	nghttp2_option_del(opt);
+	if (rc != 0) {
 		c->h2 = NULL;
 		return -1;
 	}

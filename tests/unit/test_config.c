@@ -388,7 +388,7 @@ static void test_push_credentials(void)
 		{ "vapid_private_key = abc\n", -1, "vapid_subject" },
 		{ "vapid_private_key = abc\nvapid_subject = ops@example.com\n", -1, "mailto:" },
 		{ "database_url = postgresql:///x\n", -1, "cannot be set here" },
-		{ "apns_url = https://evil.example\n", -1, "cannot be set here" },
+		{ "apns_ca_file = /etc/ssl/evil.pem\n", -1, "cannot be set here" },
 		{ "nonsense = 1\n", -1, "unknown key" },
 	};
 	size_t i;

@@ -375,25 +375,16 @@ static void check_cursors(cg_db *db)
  * member of capsule_app), as the daemons run. */
 static void check_as_app_role(const char *url, cg_db *db, const char *dbname)
 {
-	char role[64], sql[256], dburl[1024], err[256], id[37];
-	cg_db *app = NULL;
+	char role[64], id[37];
+	cg_db *app = test_app_role_open(url, db, dbname, "test_hist_", role);
 	PGresult *res = NULL;
 	cg_stream_pos p;
 	json_object *arr = NULL;
 	time_t at;
-	int found = 0, made;
+	int found = 0;
 
-	cg_random_id("test_hist_", role, sizeof role);
-	snprintf(sql, sizeof sql, "CREATE ROLE %s NOLOGIN IN ROLE capsule_app; GRANT %s TO CURRENT_USER", role, role);
-	made = cg_db_exec_script(db, sql) == CG_DB_OK;
-	if (made && test_url_with_db(url, dbname, dburl, sizeof dburl) == 0)
-		app = cg_db_open(dburl, err, sizeof err);
-	snprintf(sql, sizeof sql, "SET ROLE %s", role);
-	if (app == NULL || cg_db_exec_script(app, sql) != CG_DB_OK) {
-		printf("# could not make a capsule_app member (%s): row-level security checks skipped\n",
-		       cg_db_errmsg(app != NULL ? app : db));
+	if (app == NULL)
 		goto out;
-	}
 	ok(add_event(db, "hooli", NULL, NULL, NULL, "{}", "500-0", id, NULL) == CG_DB_OK, "an event of tenant hooli");
 	ok(cg_history_pg(app, "hooli", NULL, NULL, NULL, 10, &arr) == CG_DB_OK && arr != NULL &&
 	   json_object_array_length(arr) == 1, "capsule_app reads the history of its tenant");
@@ -419,12 +410,7 @@ static void check_as_app_role(const char *url, cg_db *db, const char *dbname)
 	   cg_db_exec(app, NULL, "DELETE FROM ws_cursors", 0, NULL) != CG_DB_OK, "capsule_app may not delete cursors");
 	cg_db_rollback(app);
 out:
-	cg_db_close(app);
-	if (made) {
-		snprintf(sql, sizeof sql, "DROP ROLE %s", role);
-		if (cg_db_exec_script(db, sql) != CG_DB_OK)
-			printf("# could not drop role %s: %s\n", role, cg_db_errmsg(db));
-	}
+	test_app_role_drop(db, app, role);
 }
 
 static void check_api_keys(cg_db *db)

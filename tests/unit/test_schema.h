@@ -114,4 +114,49 @@ static void test_database_drop(const char *url, cg_db *db, const char *name)
 	cg_db_close(admin);
 }
 
+/* A test's application role: a temporary role `role` (made from `prefix`,
+ * written to role[64]) that is a member of capsule_app, so row-level
+ * security applies to it as to the programs. Returns a connection to
+ * database `dbname` running as that role, or NULL (said on stdout: the
+ * caller skips its checks; the role may still exist). Drop it with
+ * test_app_role_drop() in every case. */
+__attribute__((unused))
+static cg_db *test_app_role_open(const char *url, cg_db *db, const char *dbname, const char *prefix,
+				 char role[64])
+{
+	char sql[256], dburl[1024], err[256];
+	cg_db *app = NULL;
+
+	role[0] = '\0';
+	if (cg_random_id(prefix, role, 64) < 0)
+		return NULL;
+	snprintf(sql, sizeof sql, "CREATE ROLE %s NOLOGIN IN ROLE capsule_app; GRANT %s TO CURRENT_USER", role, role);
+	if (cg_db_exec_script(db, sql) != CG_DB_OK)
+		role[0] = '\0';
+	else if (test_url_with_db(url, dbname, dburl, sizeof dburl) == 0)
+		app = cg_db_open(dburl, err, sizeof err);
+	snprintf(sql, sizeof sql, "SET ROLE %s", role);
+	if (app == NULL || cg_db_exec_script(app, sql) != CG_DB_OK) {
+		printf("# could not make a capsule_app member (%s): row-level security checks skipped\n",
+		       cg_db_errmsg(app != NULL ? app : db));
+		cg_db_close(app);
+		return NULL;
+	}
+	return app;
+}
+
+/* Closes `app` (may be NULL) and drops the role test_app_role_open() made. */
+__attribute__((unused))
+static void test_app_role_drop(cg_db *db, cg_db *app, const char *role)
+{
+	char sql[128];
+
+	cg_db_close(app);
+	if (role[0] == '\0')
+		return;
+	snprintf(sql, sizeof sql, "DROP ROLE %s", role);
+	if (cg_db_exec_script(db, sql) != CG_DB_OK)
+		printf("# could not drop role %s: %s\n", role, cg_db_errmsg(db));
+}
+
 #endif
