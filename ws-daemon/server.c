@@ -154,6 +154,7 @@ typedef struct wsd_session {
 
 	cg_buf rx;                  /* fragments of the message being received */
 	int rx_binary;
+	int rx_discard;             /* reading a message over the limit to its end */
 
 	int close_code;             /* pending close, done from WRITEABLE */
 	char close_reason[64];
@@ -925,11 +926,21 @@ session_receive(wsd_session *s, const void *in, size_t len)
 	int rc = 0;
 
 	s->last_rx_ms = cg_monotonic_ms();
-	/* Closing: what still arrives is read and dropped, so that a client in
-	 * the middle of sending a large message gets our close frame instead of
-	 * a reset connection. */
+	/* Closing: what still arrives is read and dropped. */
 	if (s->close_code != 0)
 		return 0;
+	/* A message over the limit is read to its end and dropped before the
+	 * 1009 close goes out: a client still in the middle of sending it could
+	 * not answer the close, and the connection would end in a reset instead
+	 * (bounded: the session is killed WSD_CLOSE_GRACE_S after the limit was
+	 * passed, however much more it sends). */
+	if (s->rx_discard) {
+		if (lws_is_final_fragment(s->wsi)) {
+			s->rx_discard = 0;
+			session_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		}
+		return 0;
+	}
 	if (lws_is_first_fragment(s->wsi)) {
 		cg_buf_reset(&s->rx);
 		s->rx_binary = lws_frame_is_binary(s->wsi);
@@ -939,7 +950,11 @@ session_receive(wsd_session *s, const void *in, size_t len)
 		cg_log_warn("%s user %s: message larger than %zu bytes, closing",
 			    s->peer, session_user(s), max);
 		cg_buf_free(&s->rx);
-		session_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, WSD_CLOSE_GRACE_S);
+		if (lws_is_final_fragment(s->wsi))
+			session_close(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+		else
+			s->rx_discard = 1;
 		return 0;
 	}
 	if (!lws_is_final_fragment(s->wsi)) {

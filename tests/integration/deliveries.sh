@@ -239,6 +239,25 @@ wait_for 15 row_is "$T_LATE" "failed/1//device inactive"
 is "$(row "$T_LATE")" "failed/1//device inactive" "... push-daemon marks it failed: device inactive"
 is "$(oks "$T_LATE")" 0 "... and pushes nothing"
 
+# --- the 410 race: a token APNs saw die before the device registered it again is kept -----
+T_RACE=$(openssl rand -hex 32)
+device dlv-race "$T_RACE"          # registered (updated_at) now
+script "$T_RACE 410 Unregistered 1 ts=-60000"   # APNs: unregistered a minute ago
+push dlv-race cap-dlv-race
+wait_for 15 sh -c "[ \"\$(psql -X -q -t -A '$ADMIN_DATABASE_URL' -c \"SELECT status FROM deliveries WHERE target = '$T_RACE'\")\" = deactivated ]"
+is "$(row "$T_RACE")" "deactivated/1/410/Unregistered" "410 with a timestamp before the device's registration: the delivery records it"
+is "$(sql "SELECT active FROM devices WHERE device_token = '$T_RACE'")" t \
+	"... but the device stays active: it registered the token again after APNs' timestamp"
+T_RACE2=$(openssl rand -hex 32)
+device dlv-race2 "$T_RACE2"
+sql "UPDATE devices SET updated_at = now() - interval '2 minutes' WHERE device_token = '$T_RACE2'" >/dev/null
+script "$T_RACE2 410 Unregistered 1 ts=-60000"
+push dlv-race2 cap-dlv-race2
+wait_for 15 sh -c "[ \"\$(psql -X -q -t -A '$ADMIN_DATABASE_URL' -c \"SELECT active FROM devices WHERE device_token = '$T_RACE2'\")\" = f ]"
+is "$(sql "SELECT active FROM devices WHERE device_token = '$T_RACE2'")" f \
+	"the same 410 for a device last registered before APNs' timestamp deactivates it"
+script ""
+
 # --- provider token: one token for every push; ExpiredProviderToken on a fresh token -----
 # (PUSH.md A2: refresh inside 20-60 minutes; the age rules themselves: test_apns_payload)
 T_EXP=$(openssl rand -hex 32)
