@@ -67,14 +67,13 @@ static uint64_t rng_next(apns_sender *s)
 /* Mints a provider token {"alg":"ES256","kid":KEYID}.{"iss":TEAMID,"iat":now}
  * (no "typ", PUSH.md A2) for the credentials `a`. Returns 0 or -1 (the old
  * token is kept). */
-static int mint_token(apns_sender *s, pushd_apns_creds *a)
+static int mint_token(pushd_apns_creds *a)
 {
 	json_object *hdr = json_object_new_object(), *claims = json_object_new_object();
 	time_t now = cg_now();
 	char *jwt = NULL;
 	int rc = -1;
 
-	(void)s;
 	if (hdr == NULL || claims == NULL)
 		goto out;
 	json_object_object_add(hdr, "alg", json_object_new_string("ES256"));
@@ -149,7 +148,7 @@ apns_sender *apns_sender_new(pushd *pd, char *err, size_t errlen)
 	for (i = 0; i < pushd_creds_apns_count(pd->creds); i++) {
 		pushd_apns_creds *a = pushd_creds_apns_at(pd->creds, i);
 
-		if (mint_token(s, a) < 0) {
+		if (mint_token(a) < 0) {
 			snprintf(err, errlen, "%s: cannot sign a provider token with %s",
 				 a->owner[0] != '\0' ? a->owner : "apns_key_path", a->key_path);
 			goto fail;
@@ -701,7 +700,7 @@ static void finish_xfer(apns_sender *s, apns_xfer *x, CURLcode res)
 		if (a != NULL && apns_token_decide((cg_monotonic_ms() - a->jwt_minted_ms) / 1000, 1) ==
 				 APNS_TOKEN_REMINT) {
 			cg_log_warn("apns: provider token expired; minting a new one");
-			if (mint_token(s, a) == 0) {
+			if (mint_token(a) == 0) {
 				schedule_retry(s, job, 0);
 				break;
 			}
@@ -765,7 +764,7 @@ static void start_due(apns_sender *s)
 
 		if (apns_token_decide(a->jwt == NULL ? -1 : (long long)(cg_now() - a->jwt_iat), 0) ==
 		    APNS_TOKEN_REMINT)
-			mint_token(s, a);
+			mint_token(a);
 	}
 	while (s->inflight < APNS_MAX_INFLIGHT && s->retry_head != NULL &&
 	       s->retry_head->retry_at_ms <= now) {

@@ -46,7 +46,7 @@
 #define DUE_EVERY_MS 250        /* looks at the delayed queue in Redis */
 #define DUE_MAX 500             /* delayed retries taken at once */
 #define RETRY_QUEUE_KEY "cg:pushd:retry"
-#define RETRY_BATCH 500         /* retried deliveries picked per tenant and round */
+#define RETRY_BATCH_TEXT "500"  /* retried deliveries picked per tenant and round */
 
 typedef struct ack_node {
 	struct ack_node *next;
@@ -70,6 +70,7 @@ typedef struct worker {
 	int64_t out_since;                 /* when the oldest of them arrived */
 	int64_t next_relay, next_status, next_claim, next_flush, next_purge, next_retry, next_due;
 	int redis_down, db_down, relay_failing;
+	char recover_s[24];                /* push_retry_recover_s as an SQL parameter */
 } worker;
 
 /* --- outages: log once when a dependency goes, once when it is back ------- */
@@ -1279,16 +1280,13 @@ static int retry_run(worker *w, const char *tenant, const char *sql, int nparams
 /* Picks and sends one tenant's retries. Returns the number of jobs queued. */
 static int retry_tenant(worker *w, const char *tenant)
 {
-	char limit[16], recover[24];
 	const char *params[5];
 
-	snprintf(limit, sizeof limit, "%d", RETRY_BATCH);
-	snprintf(recover, sizeof recover, "%ld", w->cfg->push_retry_recover_s);
 	params[0] = tenant;
-	params[1] = limit;
+	params[1] = RETRY_BATCH_TEXT;
 	params[2] = tenant_environment(w, tenant);
 	params[3] = w->cfg->push_to_start_critical ? "start" : "";
-	params[4] = recover;
+	params[4] = w->recover_s;
 	return retry_run(w, tenant, retry_sql, 5, params, 4, 0);
 }
 
@@ -1326,14 +1324,11 @@ static const char webpush_retry_sql[] =
  * Returns the number of jobs queued. */
 static int webpush_retry_tenant(worker *w, const char *tenant)
 {
-	char limit[16], recover[24];
 	const char *params[3];
 
-	snprintf(limit, sizeof limit, "%d", RETRY_BATCH);
-	snprintf(recover, sizeof recover, "%ld", w->cfg->push_retry_recover_s);
 	params[0] = tenant;
-	params[1] = limit;
-	params[2] = recover;
+	params[1] = RETRY_BATCH_TEXT;
+	params[2] = w->recover_s;
 	return retry_run(w, tenant, webpush_retry_sql, 3, params, 7, 1);
 }
 
@@ -1351,13 +1346,11 @@ static void promote_due(worker *w, const char *tenant, const char *ids)
 		"UPDATE deliveries SET status = 'retry_requested', retry_requested_at = now(),"
 		" updated_at = now() WHERE tenant_id = $1 AND status = 'retry_due'"
 		" AND next_attempt_at < now() - make_interval(secs => $2::integer)";
-	char recover[24];
 	const char *params[2];
 	int rc;
 
-	snprintf(recover, sizeof recover, "%ld", w->cfg->push_retry_recover_s);
 	params[0] = tenant;
-	params[1] = ids != NULL ? ids : recover;
+	params[1] = ids != NULL ? ids : w->recover_s;
 	rc = tenant_exec(w, tenant, NULL, ids != NULL ? by_id : overdue, 2, params);
 	if (rc != CG_DB_OK)
 		db_failed(w, rc, "taking due retries");
@@ -1381,12 +1374,9 @@ static int retry_one_tenant(worker *w, const char *tenant)
 static void pick_retries(worker *w)
 {
 	PGresult *res = NULL;
+	const char *params[1] = { w->recover_s };
 	int i, queued = 0, rc;
 
-	char recover[24];
-	const char *params[1] = { recover };
-
-	snprintf(recover, sizeof recover, "%ld", w->cfg->push_retry_recover_s);
 	rc = cg_db_exec(w->db, &res, "SELECT t FROM capsule_retry_tenants($1::integer) t LIMIT 100"
 			/* a round's tenants */, 1, params);
 	if (rc != CG_DB_OK) {
@@ -1668,6 +1658,7 @@ void *pushd_worker_main(void *arg)
 	memset(&w, 0, sizeof w);
 	w.pd = pd;
 	w.cfg = &pd->cfg;
+	snprintf(w.recover_s, sizeof w.recover_s, "%ld", w.cfg->push_retry_recover_s);
 	snprintf(w.claim_cursor, sizeof w.claim_cursor, "0-0");
 	w.db = cg_db_open(pd->cfg.database_url, err, sizeof err);
 	if (w.db == NULL) {

@@ -105,11 +105,11 @@ tests_unit_test_push_creds_LDADD = $(CG_TEST_LDADD)
 
 # Test tools: local stand-ins for the outside world.
 check_PROGRAMS += tests/tools/fake-apns tests/tools/ws-client
-tests_tools_fake_apns_SOURCES = tests/tools/fake-apns.c
+tests_tools_fake_apns_SOURCES = tests/tools/fake-apns.c tests/tools/fake_common.c tests/tools/fake_common.h
 tests_tools_fake_apns_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS) $(NGHTTP2_CFLAGS) $(JSONC_CFLAGS)
 tests_tools_fake_apns_LDADD = $(OPENSSL_LIBS) $(NGHTTP2_LIBS) $(JSONC_LIBS)
 check_PROGRAMS += tests/tools/fake-webpush
-tests_tools_fake_webpush_SOURCES = tests/tools/fake-webpush.c
+tests_tools_fake_webpush_SOURCES = tests/tools/fake-webpush.c tests/tools/fake_common.c tests/tools/fake_common.h
 tests_tools_fake_webpush_CFLAGS = $(CG_TEST_CFLAGS)
 tests_tools_fake_webpush_LDADD = $(CG_TEST_LDADD)
 tests_tools_ws_client_SOURCES = tests/tools/ws-client.c

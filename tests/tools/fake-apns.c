@@ -108,6 +108,8 @@
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include "fake_common.h"
+
 /* Caps. */
 #define MAX_CONNS 256               /* simultaneous connections */
 #define MAX_STREAMS_PER_CONN 1024   /* tracked streams per connection */
@@ -227,19 +229,6 @@ struct verdict {
 };
 
 static volatile sig_atomic_t g_stop;
-
-static void warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void warnx_(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("fake-apns: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 static void on_signal(int sig)
 {
@@ -570,17 +559,17 @@ static int script_parse(struct script *sc, char *text)
 		if (nf == 0)
 			continue;
 		if (nf < 3 || nf > 5) {
-			warnx_("%s:%zu: want <token> <status> <reason> [times] [ts=MS]", sc->path, lineno);
+			fake_warn("%s:%zu: want <token> <status> <reason> [times] [ts=MS]", sc->path, lineno);
 			continue;
 		}
 		errno = 0;
 		status = strtol(f[1], &end, 10);
 		if (errno != 0 || *end != '\0' || status < 100 || status > 599) {
-			warnx_("%s:%zu: bad status '%s'", sc->path, lineno, f[1]);
+			fake_warn("%s:%zu: bad status '%s'", sc->path, lineno, f[1]);
 			continue;
 		}
 		if (strlen(f[2]) >= SCRIPT_REASON_MAX) {
-			warnx_("%s:%zu: reason too long", sc->path, lineno);
+			fake_warn("%s:%zu: reason too long", sc->path, lineno);
 			continue;
 		}
 		for (k = 3; k < nf && !bad; k++) {
@@ -595,12 +584,12 @@ static int script_parse(struct script *sc, char *text)
 				bad = 1;
 			}
 			if (bad)
-				warnx_("%s:%zu: bad field '%s'", sc->path, lineno, f[k]);
+				fake_warn("%s:%zu: bad field '%s'", sc->path, lineno, f[k]);
 		}
 		if (bad)
 			continue;
 		if (n == MAX_SCRIPT_LINES) {
-			warnx_("%s: more than %d outcomes; rest ignored", sc->path, MAX_SCRIPT_LINES);
+			fake_warn("%s: more than %d outcomes; rest ignored", sc->path, MAX_SCRIPT_LINES);
 			break;
 		}
 		v[n].token = strdup(f[0]);
@@ -1150,7 +1139,7 @@ static void log_request(struct conn *c, const struct stream *s, json_object *bod
 		memcpy(out, line, len);
 		out[len] = '\n';
 		if (write(c->srv->log_fd, out, len + 1) != (ssize_t)(len + 1))
-			warnx_("log write: %s", strerror(errno));
+			fake_warn("log write: %s", strerror(errno));
 	}
 	free(out);
 	json_object_put(obj);
@@ -1623,7 +1612,7 @@ static void conn_handshake(struct conn *c)
 	}
 	SSL_get0_alpn_selected(c->ssl, &alpn, &alpn_len);
 	if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
-		warnx_("conn %lu: client did not negotiate h2", c->id);
+		fake_warn("conn %lu: client did not negotiate h2", c->id);
 		c->dead = 1;
 		return;
 	}
@@ -1710,11 +1699,11 @@ static void server_accept(struct server *srv)
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 			    errno != ECONNABORTED)
-				warnx_("accept: %s", strerror(errno));
+				fake_warn("accept: %s", strerror(errno));
 			return;
 		}
 		if (srv->nconns == MAX_CONNS) {
-			warnx_("more than %d connections; closing the new one", MAX_CONNS);
+			fake_warn("more than %d connections; closing the new one", MAX_CONNS);
 			close(fd);
 			continue;
 		}
@@ -1770,32 +1759,6 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
 	return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-static SSL_CTX *make_tls(const char *cert, const char *key)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	if (ctx == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-		warnx_("cannot load certificate %s", cert);
-		goto fail;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		warnx_("cannot load key %s (or it does not match the certificate)", key);
-		goto fail;
-	}
-	SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
-	return ctx;
-fail:
-	ERR_print_errors_fp(stderr);
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
 /* The P-256 key that verifies provider tokens: PUBLIC KEY PEM (or the .p8). */
 static EVP_PKEY *load_auth_key(const char *path)
 {
@@ -1805,7 +1768,7 @@ static EVP_PKEY *load_auth_key(const char *path)
 	FILE *f = fopen(path, "r");
 
 	if (f == NULL) {
-		warnx_("%s: %s", path, strerror(errno));
+		fake_warn("%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	key = PEM_read_PUBKEY(f, NULL, NULL, NULL);
@@ -1816,67 +1779,18 @@ static EVP_PKEY *load_auth_key(const char *path)
 	fclose(f);
 	ERR_clear_error();
 	if (key == NULL) {
-		warnx_("%s: not a PEM public key", path);
+		fake_warn("%s: not a PEM public key", path);
 		return NULL;
 	}
 	if (!EVP_PKEY_is_a(key, "EC") ||
 	    EVP_PKEY_get_utf8_string_param(key, "group", group, sizeof group, &glen) != 1 ||
 	    strcmp(group, "prime256v1") != 0) {
-		warnx_("%s: not an EC P-256 key", path);
+		fake_warn("%s: not an EC P-256 key", path);
 		EVP_PKEY_free(key);
 		ERR_clear_error();
 		return NULL;
 	}
 	return key;
-}
-
-static int listen_on(int port, int *out_port)
-{
-	struct sockaddr_in sa;
-	socklen_t salen = sizeof sa;
-	int one = 1;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_port = htons((uint16_t)port);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 128) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &salen) < 0) {
-		warnx_("127.0.0.1:%d: %s", port, strerror(errno));
-		close(fd);
-		return -1;
-	}
-	*out_port = ntohs(sa.sin_port);
-	return fd;
-}
-
-static int write_port_file(const char *path, int port)
-{
-	char tmp[4096];
-	FILE *f;
-	int rc = -1;
-
-	if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
-		return -1;
-	f = fopen(tmp, "w");
-	if (f == NULL)
-		goto out;
-	fprintf(f, "%d\n", port);
-	if (fclose(f) != 0)
-		goto out;
-	if (rename(tmp, path) != 0)
-		goto out;
-	rc = 0;
-out:
-	if (rc < 0) {
-		warnx_("%s: %s", path, strerror(errno));
-		unlink(tmp);
-	}
-	return rc;
 }
 
 static void usage(FILE *f)
@@ -1952,7 +1866,7 @@ static void server_run(struct server *srv, const sigset_t *waitmask)
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
-			warnx_("poll: %s", strerror(errno));
+			fake_warn("poll: %s", strerror(errno));
 			break;
 		}
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -1996,6 +1910,7 @@ int main(int argc, char **argv)
 	sigset_t block, waitmask;
 	size_t i;
 
+	fake_set_name("fake-apns");
 	memset(&srv, 0, sizeof srv);
 	srv.listen_fd = -1;
 	srv.log_fd = -1;
@@ -2008,7 +1923,7 @@ int main(int argc, char **argv)
 			errno = 0;
 			v = strtol(optarg, &end, 10);
 			if (errno != 0 || *end != '\0' || end == optarg || v < 0 || v > 65535) {
-				warnx_("bad --port '%s'", optarg);
+				fake_warn("bad --port '%s'", optarg);
 				return 2;
 			}
 			port = (int)v;
@@ -2038,7 +1953,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (strlen(srv.bundle_id) > 400) {
-		warnx_("--bundle-id too long");
+		fake_warn("--bundle-id too long");
 		return 2;
 	}
 
@@ -2060,23 +1975,24 @@ int main(int argc, char **argv)
 	if (srv.auth_key == NULL)
 		goto out;
 	if (!h2c) {
-		srv.tls = make_tls(cert, key);
+		srv.tls = fake_tls_server(cert, key);
 		if (srv.tls == NULL)
 			goto out;
+		SSL_CTX_set_alpn_select_cb(srv.tls, alpn_select_cb, NULL);
 	}
 	srv.cbs = make_callbacks();
 	if (srv.cbs == NULL)
 		goto out;
 	srv.log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (srv.log_fd < 0) {
-		warnx_("%s: %s", log_path, strerror(errno));
+		fake_warn("%s: %s", log_path, strerror(errno));
 		goto out;
 	}
 	script_refresh(&srv.script);
-	srv.listen_fd = listen_on(port, &bound_port);
+	srv.listen_fd = fake_listen(port, 128, &bound_port);
 	if (srv.listen_fd < 0)
 		goto out;
-	if (port_file != NULL && write_port_file(port_file, bound_port) < 0)
+	if (port_file != NULL && fake_write_port_file(port_file, bound_port) < 0)
 		goto out;
 	printf("fake-apns listening on 127.0.0.1:%d\n", bound_port);
 	fflush(stdout);

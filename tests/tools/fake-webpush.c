@@ -108,6 +108,7 @@
 #include "cg_json.h"
 #include "cg_util.h"
 #include "cg_webpush.h"
+#include "fake_common.h"
 
 #define PROG "fake-webpush"
 
@@ -225,19 +226,6 @@ struct answer {
 static volatile sig_atomic_t g_stop;
 static volatile sig_atomic_t g_reload;
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void say(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs(PROG ": ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
 static void on_signal(int sig)
 {
 	if (sig == SIGHUP)
@@ -281,7 +269,7 @@ static char *slurp(const char *path)
 	size_t len;
 
 	if (f == NULL) {
-		say("%s: %s", path, strerror(errno));
+		fake_warn("%s: %s", path, strerror(errno));
 		return NULL;
 	}
 	text = malloc(FILE_MAX + 1);
@@ -289,7 +277,7 @@ static char *slurp(const char *path)
 		len = fread(text, 1, FILE_MAX, f);  /* stdio loops over short reads */
 		text[len] = '\0';
 		if (len == FILE_MAX)
-			say("%s: only the first %d bytes are read", path, FILE_MAX);
+			fake_warn("%s: only the first %d bytes are read", path, FILE_MAX);
 	}
 	fclose(f);
 	return text;
@@ -355,37 +343,37 @@ static int sub_line(void *ctx, char *line, const char *path, size_t lineno)
 	char err[200];
 
 	if (l->n == MAX_SUBS) {
-		say("%s: more than %d subscriptions; rest ignored", path, MAX_SUBS);
+		fake_warn("%s: more than %d subscriptions; rest ignored", path, MAX_SUBS);
 		return -1;
 	}
 	s = &l->v[l->n];
 	memset(s, 0, sizeof *s);
 	o = cg_json_parse_object(line, strlen(line), 4, err, sizeof err);
 	if (o == NULL) {
-		say("%s:%zu: %s", path, lineno, err);
+		fake_warn("%s:%zu: %s", path, lineno, err);
 		return 0;
 	}
 	if (cg_json_get_string(o, "endpoint_path", PATH_MAX_LEN, &ep) != CG_JSON_OK ||
 	    !path_ok(ep)) {
-		say("%s:%zu: bad or missing endpoint_path", path, lineno);
+		fake_warn("%s:%zu: bad or missing endpoint_path", path, lineno);
 		goto out;
 	}
 	if (cg_json_get_string(o, "p256dh_private", 0, &priv) != CG_JSON_OK ||
 	    b64_exact(priv, s->priv, sizeof s->priv) < 0) {
-		say("%s:%zu: p256dh_private must be base64url of 32 bytes", path, lineno);
+		fake_warn("%s:%zu: p256dh_private must be base64url of 32 bytes", path, lineno);
 		goto out;
 	}
 	if (cg_json_get_string(o, "p256dh", CG_WEBPUSH_KEY_B64_MAX, &pub) != CG_JSON_OK ||
 	    cg_json_get_string(o, "auth", CG_WEBPUSH_KEY_B64_MAX, &auth) != CG_JSON_OK ||
 	    cg_webpush_keys_parse(pub, auth, s->pub, s->auth, err, sizeof err) < 0) {
-		say("%s:%zu: p256dh/auth: %s", path, lineno,
+		fake_warn("%s:%zu: p256dh/auth: %s", path, lineno,
 		    pub == NULL || auth == NULL ? "missing" : err);
 		goto out;
 	}
 	switch (cg_json_get_string(o, "vapid_k", CG_WEBPUSH_KEY_B64_MAX, &vk)) {
 	case CG_JSON_OK:
 		if (b64_exact(vk, s->vapid_k, sizeof s->vapid_k) < 0 || s->vapid_k[0] != 0x04) {
-			say("%s:%zu: vapid_k must be base64url of a 65-byte public key", path, lineno);
+			fake_warn("%s:%zu: vapid_k must be base64url of a 65-byte public key", path, lineno);
 			goto out;
 		}
 		s->restricted = 1;
@@ -393,7 +381,7 @@ static int sub_line(void *ctx, char *line, const char *path, size_t lineno)
 	case CG_JSON_ABSENT:
 		break;
 	default:
-		say("%s:%zu: bad vapid_k", path, lineno);
+		fake_warn("%s:%zu: bad vapid_k", path, lineno);
 		goto out;
 	}
 	snprintf(s->path, sizeof s->path, "%s", ep);
@@ -418,7 +406,7 @@ static void subs_reload(struct server *srv)
 	srv->subs = l.v;
 	srv->nsubs = l.n;
 	l.v = NULL;
-	say("%s: %zu subscriptions", srv->subs_file.path, srv->nsubs);
+	fake_warn("%s: %zu subscriptions", srv->subs_file.path, srv->nsubs);
 out:
 	free(l.v);
 	free(text);
@@ -470,7 +458,7 @@ static int rule_line(void *ctx, char *line, const char *path, size_t lineno)
 		nw++;
 	}
 	if (nw < 2 || nw > 4 || !path_ok(w[0]) || parse_long(w[1], 100, 599, &status) < 0) {
-		say("%s:%zu: want <path> <status> [count|*] [retry-after]", path, lineno);
+		fake_warn("%s:%zu: want <path> <status> [count|*] [retry-after]", path, lineno);
 		return 0;
 	}
 	memset(&r, 0, sizeof r);
@@ -479,15 +467,15 @@ static int rule_line(void *ctx, char *line, const char *path, size_t lineno)
 	r.remaining = -1;
 	r.retry_after = -1;
 	if (nw >= 3 && strcmp(w[2], "*") != 0 && parse_long(w[2], 1, LONG_MAX, &r.remaining) < 0) {
-		say("%s:%zu: bad count '%s'", path, lineno, w[2]);
+		fake_warn("%s:%zu: bad count '%s'", path, lineno, w[2]);
 		return 0;
 	}
 	if (nw == 4 && parse_long(w[3], 0, INT_MAX, &r.retry_after) < 0) {
-		say("%s:%zu: bad retry-after '%s'", path, lineno, w[3]);
+		fake_warn("%s:%zu: bad retry-after '%s'", path, lineno, w[3]);
 		return 0;
 	}
 	if (l->n == MAX_RULES) {
-		say("%s: more than %d lines; rest ignored", path, MAX_RULES);
+		fake_warn("%s: more than %d lines; rest ignored", path, MAX_RULES);
 		return -1;
 	}
 	l->v[l->n++] = r;
@@ -1029,7 +1017,7 @@ static void log_request(struct server *srv, const struct conn *c, const struct r
 			memcpy(line, s, len);
 			line[len] = '\n';
 			if (write(srv->log_fd, line, len + 1) != (ssize_t)(len + 1))
-				say("log write: %s", strerror(errno));
+				fake_warn("log write: %s", strerror(errno));
 			free(line);
 		}
 	}
@@ -1329,7 +1317,7 @@ static void server_accept(struct server *srv)
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
 			    errno != ECONNABORTED)
-				say("accept: %s", strerror(errno));
+				fake_warn("accept: %s", strerror(errno));
 			return;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -1406,7 +1394,7 @@ static void server_run(struct server *srv, const sigset_t *waitmask)
 		tmo.tv_nsec = (long)(wait % 1000) * 1000000;
 		r = ppoll(pfd, base + n, wait < 0 ? NULL : &tmo, waitmask);
 		if (r < 0 && errno != EINTR) {
-			say("poll: %s", strerror(errno));
+			fake_warn("poll: %s", strerror(errno));
 			break;
 		}
 		if (r < 0)
@@ -1428,86 +1416,6 @@ static void server_run(struct server *srv, const sigset_t *waitmask)
 
 /* ------------------------------------------------------------------ setup */
 
-static SSL_CTX *tls_context(const char *cert, const char *key)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	if (ctx == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		say("cannot use certificate %s with key %s", cert, key);
-		goto fail;
-	}
-	return ctx;
-fail:
-	ERR_print_errors_fp(stderr);
-	SSL_CTX_free(ctx);
-	return NULL;
-}
-
-/* A non-blocking listener on 127.0.0.1:port; *bound gets the real port. */
-static int listener(int port, int *bound)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof sa;
-	int one = 1, fd;
-
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	memset(&sa, 0, sizeof sa);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	sa.sin_port = htons((uint16_t)port);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 511) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-		goto fail;
-	*bound = ntohs(sa.sin_port);
-	return fd;
-fail:
-	say("listen on 127.0.0.1:%d: %s", port, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
-
-/* Writes "PORT\n" to path atomically. */
-static int announce_port(const char *path, int port)
-{
-	char tmp[PATH_MAX];
-	FILE *f = NULL;
-	int rc = -1;
-
-	if ((size_t)snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid()) >= sizeof tmp)
-		goto out;
-	f = fopen(tmp, "w");
-	if (f == NULL)
-		goto out;
-	if (fprintf(f, "%d\n", port) < 0)
-		goto out;
-	if (fclose(f) != 0) {
-		f = NULL;
-		goto out;
-	}
-	f = NULL;
-	if (rename(tmp, path) < 0)
-		goto out;
-	rc = 0;
-out:
-	if (f != NULL)
-		fclose(f);
-	if (rc < 0) {
-		say("%s: cannot write the port", path);
-		unlink(tmp);
-	}
-	return rc;
-}
-
 /* --make-subscription: prints the subscriptions-file line and the browser JSON. */
 static int make_subscription(const char *path, int port, const char *vapid_k)
 {
@@ -1518,16 +1426,16 @@ static int make_subscription(const char *path, int port, const char *vapid_k)
 	int rc = 1;
 
 	if (!path_ok(path) || port <= 0) {
-		say("--make-subscription needs a path like /push/abc and --port N (N > 0)");
+		fake_warn("--make-subscription needs a path like /push/abc and --port N (N > 0)");
 		return 2;
 	}
 	if (vapid_k != NULL && (b64_exact(vapid_k, k, sizeof k) < 0 || k[0] != 0x04)) {
-		say("--vapid-k must be base64url of a 65-byte public key");
+		fake_warn("--vapid-k must be base64url of a 65-byte public key");
 		return 2;
 	}
 	if (cg_vapid_generate(priv, pub) < 0 || cg_random_bytes(secret, sizeof secret) < 0 ||
 	    cg_b64url_encode(secret, sizeof secret, auth, sizeof auth) < 0) {
-		say("cannot generate keys");
+		fake_warn("cannot generate keys");
 		goto out;
 	}
 	snprintf(url, sizeof url, "https://127.0.0.1:%d%s", port, path);
@@ -1588,6 +1496,7 @@ int main(int argc, char **argv)
 	sigset_t block, waitmask;
 	size_t i;
 
+	fake_set_name(PROG);
 	srv.listen_fd = -1;
 	srv.log_fd = -1;
 	for (;;) {
@@ -1597,7 +1506,7 @@ int main(int argc, char **argv)
 		switch (opt) {
 		case 'p':
 			if (parse_long(optarg, 0, 65535, &port) < 0) {
-				say("bad --port '%s'", optarg);
+				fake_warn("bad --port '%s'", optarg);
 				return 2;
 			}
 			break;
@@ -1646,22 +1555,22 @@ int main(int argc, char **argv)
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	srv.tls = tls_context(cert, key);
+	srv.tls = fake_tls_server(cert, key);
 	if (srv.tls == NULL)
 		goto out;
 	srv.log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (srv.log_fd < 0) {
-		say("%s: %s", log_path, strerror(errno));
+		fake_warn("%s: %s", log_path, strerror(errno));
 		goto out;
 	}
 	files_refresh(&srv, 1);
 	if (srv.subs == NULL)
 		goto out;           /* the subscriptions file must exist at start */
-	srv.listen_fd = listener((int)port, &bound);
+	srv.listen_fd = fake_listen((int)port, 511, &bound);
 	if (srv.listen_fd < 0)
 		goto out;
 	snprintf(srv.origin, sizeof srv.origin, "https://127.0.0.1:%d", bound);
-	if (port_file != NULL && announce_port(port_file, bound) < 0)
+	if (port_file != NULL && fake_write_port_file(port_file, bound) < 0)
 		goto out;
 	printf(PROG " listening on 127.0.0.1:%d\n", bound);
 	fflush(stdout);
